@@ -1,0 +1,8 @@
+"""Subcommands of ``ssm-jax``: each module has ``register(subparsers)``.
+
+Add a subcommand by writing a module here and listing it in ``MODULES``.
+"""
+
+from . import demo, simulate
+
+MODULES = [simulate, demo]

@@ -1,0 +1,54 @@
+"""``ssm-jax simulate``: one run, a printed summary and an optional JSON file."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from ..cli import EXIT_DIVERGED, add_simulate_options, config_from_args
+from ..simulate import simulate, write_json
+
+
+def register(sub) -> None:
+    parser = sub.add_parser(
+        "simulate", help="simulate one training run",
+        description="Simulate one training run of the imbalanced UFM and report per-class "
+        "learning times. Time is t = lr x step.",
+    )
+    add_simulate_options(parser)
+    parser.add_argument("--keep-params", dest="keep_params", action="store_true",
+                        help="also save W, H (and b) at every save point")
+    parser.add_argument("--json", metavar="PATH", help="write the full results as JSON")
+    parser.set_defaults(handler=run)
+
+
+def format_time(value: float) -> str:
+    return "never" if not np.isfinite(value) else f"{value:.4g}"
+
+
+def print_summary(result, file=sys.stdout) -> None:
+    tr = result.trajectory
+    print(f"classes: {list(result.class_counts)}  (n = {sum(result.class_counts)})", file=file)
+    print(f"{'class':>5} {'n_c':>6} {'weight':>8} {'learn_time':>11} {'half_time':>10} "
+          f"{'final_acc':>9}", file=file)
+    for c, n_c in enumerate(result.class_counts):
+        print(f"{c:>5} {n_c:>6} {tr.weights[c]:>8.4g} {format_time(tr.learn_time[c]):>11} "
+              f"{format_time(tr.half_time[c]):>10} {tr.per_class_accuracy[-1, c]:>9.3f}", file=file)
+    print(f"final time {tr.t[-1]:.4g}: loss {tr.loss[-1]:.4g}, "
+          f"balanced accuracy {tr.balanced_accuracy[-1]:.4f}", file=file)
+
+
+def run(args) -> int:
+    cfg = config_from_args(args)
+    result = simulate(cfg)
+    print_summary(result)
+    if args.json:
+        write_json(result.to_dict(), args.json)
+        print(f"wrote {args.json}")
+    if result.diverged:
+        step = int(result.trajectory.diverged_step)
+        print(f"ssm-jax simulate: the run diverged: the loss became non-finite at step {step} "
+              f"(t = {step * cfg.lr:.4g}); try a smaller --lr", file=sys.stderr)
+        return EXIT_DIVERGED
+    return 0

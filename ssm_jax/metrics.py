@@ -1,0 +1,60 @@
+"""Per-class metrics of a snapshot, and learning times read off a trajectory.
+
+Definitions (all over the real, unpadded examples):
+
+* ``per_class_accuracy[c]``: fraction of class-c examples whose largest output is c
+  (strictly: a tie with another output counts as wrong).
+* ``per_class_loss[c]``: mean *unweighted* per-example loss over class c.
+* ``own_output[c]``: mean over class-c examples of output c, ``z_{c,i}``.
+* ``balanced_accuracy``: mean over classes of ``per_class_accuracy``.
+* ``learn_time[c]``: first time ``per_class_accuracy[c]`` reaches 0.5, and ``half_time[c]``:
+  first time ``own_output[c]`` reaches 0.5; linearly interpolated between saved points,
+  NaN (``null`` in JSON) if never reached.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float
+
+from .losses import class_means
+from .problem import Problem
+
+
+def correct(outputs: Float[Array, "k n"], problem: Problem) -> Bool[Array, " n"]:
+    """Whether each example's own output is strictly larger than every other output."""
+    k = problem.num_classes
+    own = jnp.take_along_axis(outputs, problem.labels[None, :], axis=0)[0]
+    others = jnp.where(jnp.arange(k)[:, None] == problem.labels[None, :], -jnp.inf, outputs)
+    return own > jnp.max(others, axis=0)
+
+
+def snapshot(outputs: Float[Array, "k n"], problem: Problem, per_example_loss) -> dict:
+    """Per-class metrics of one set of outputs; every value is an array (jit/vmap friendly)."""
+    onehot = problem.onehot()
+    losses = per_example_loss(outputs, onehot)
+    per_class_accuracy = class_means(correct(outputs, problem).astype(outputs.dtype), onehot)
+    return {
+        "per_class_accuracy": per_class_accuracy,
+        "per_class_loss": class_means(losses, onehot),
+        "own_output": class_means(jnp.sum(onehot * outputs, axis=0), onehot),
+        "balanced_accuracy": jnp.mean(per_class_accuracy),
+    }
+
+
+def first_crossing(t: Float[Array, " s"], values: Float[Array, "s ..."],
+                   threshold: float = 0.5) -> Float[Array, "..."]:
+    """First time ``values`` reaches ``threshold``, linearly interpolated; NaN if never.
+
+    ``values`` has time on axis 0 and any trailing shape (e.g. classes)."""
+    reached = values >= threshold
+    index = jnp.argmax(reached, axis=0)
+    ever = jnp.any(reached, axis=0)
+    previous = jnp.maximum(index - 1, 0)
+    v1 = jnp.take_along_axis(values, index[None], axis=0)[0]
+    v0 = jnp.take_along_axis(values, previous[None], axis=0)[0]
+    t1 = t[index]
+    t0 = t[previous]
+    fraction = jnp.where(v1 > v0, (threshold - v0) / jnp.where(v1 > v0, v1 - v0, 1.0), 1.0)
+    crossing = jnp.where(index == 0, t[0], t0 + fraction * (t1 - t0))
+    return jnp.where(ever, crossing, jnp.nan)

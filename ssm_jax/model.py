@@ -1,0 +1,127 @@
+r"""The unconstrained features model (UFM): parameters, parametrisations, initialisations.
+
+Parameters are a dict pytree ``{"W": (k, d), "H": (d, m)}`` plus ``"b": (k,)`` when a bias
+is trained. What the trained feature variable ``H`` means depends on the parametrisation:
+
+* ``sample``: ``H`` is d x n, one free feature column per example (the standard UFM).
+* ``class``: ``H`` is d x k, one feature shared by every example of a class (the collapsed
+  model); example i uses column ``y_i``.
+* ``whitened``: the trained variable is ``G = H Ω^{1/2}`` (d x n), with Ω the diagonal of
+  per-example weights; the features are ``h_i = g_i / sqrt(omega_{y_i})``. The loss value is
+  the same as for ``sample``; only the geometry of gradient flow changes.
+
+Outputs are ``Z = W H + b 1^T`` (k x n).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from .config import PARAMETRIZATIONS, ConfigError
+from .problem import Problem
+
+Params = dict[str, Array]
+
+
+def example_weights(problem: Problem, omega: Float[Array, " k"]) -> Float[Array, " n"]:
+    """Per-example weight omega_{y_i} (zero on padding)."""
+    return omega[problem.labels] * problem.mask
+
+
+def features(params: Params, problem: Problem, omega: Float[Array, " k"],
+             parametrization: str) -> Float[Array, "d n"]:
+    """Per-example features H (d x n_pad) for any parametrisation."""
+    if parametrization == "sample":
+        return params["H"]
+    if parametrization == "class":
+        return params["H"][:, problem.labels]
+    if parametrization == "whitened":
+        root = jnp.sqrt(omega[problem.labels])
+        # A class of weight zero has no loss, so its features are simply G.
+        return params["H"] / jnp.where(root > 0, root, 1.0)
+    raise ConfigError(
+        f"parametrization={parametrization!r} is not one of {', '.join(map(repr, PARAMETRIZATIONS))}"
+    )
+
+
+def outputs(params: Params, feats: Float[Array, "d n"]) -> Float[Array, "k n"]:
+    """Classifier outputs Z = W H (+ b)."""
+    z = params["W"] @ feats
+    if "b" in params:
+        z = z + params["b"][:, None]
+    return z
+
+
+def feature_columns(parametrization: str, problem: Problem) -> int:
+    """Number of columns of the trained feature variable."""
+    return problem.num_classes if parametrization == "class" else problem.labels.shape[-1]
+
+
+def init_gaussian(key: PRNGKeyArray, problem: Problem, dim: int, scale, parametrization: str,
+                  bias: bool, dtype) -> Params:
+    """Entries i.i.d. N(0, scale^2). Feature column i is drawn from ``fold_in(key_H, i)``, so
+    a run's initial features do not depend on how far the problem is padded."""
+    k = problem.num_classes
+    key_w, key_h = jax.random.split(key)
+    W = scale * jax.random.normal(key_w, (k, dim), dtype)
+    m = feature_columns(parametrization, problem)
+    columns = jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(key_h, i), (dim,), dtype))(
+        jnp.arange(m)
+    )
+    H = scale * columns.T
+    if parametrization != "class":
+        H = H * problem.mask
+    params = {"W": W, "H": H}
+    if bias:
+        params["b"] = jnp.zeros((k,), dtype)
+    return params
+
+
+def aligned_amplitudes(z0, counts: Float[Array, " k"], omega: Float[Array, " k"],
+                       parametrization: str) -> tuple[Array, Array]:
+    r"""Balanced amplitudes (alpha_c, beta_c) of the spectrally aligned initialisation.
+
+    Row c of W is alpha_c u_c and every class-c column of the trained feature variable is
+    beta_c u_c. Balance: ||W_c|| = ||class-c block of H (or G)||, i.e. alpha_c = beta_c sqrt(m_c)
+    with m_c = n_c (sample, whitened) or 1 (class). Own output z0: alpha_c beta_c = z0, or
+    z0 sqrt(omega_c) for ``whitened`` (the output of h = g / sqrt(omega_c)).
+    """
+    block = jnp.ones_like(counts) if parametrization == "class" else counts
+    product = z0 * jnp.sqrt(omega) if parametrization == "whitened" else z0 * jnp.ones_like(counts)
+    alpha = jnp.sqrt(product * jnp.sqrt(block))
+    beta = alpha / jnp.sqrt(block)
+    return alpha, beta
+
+
+def init_aligned(key: PRNGKeyArray, problem: Problem, dim: int, z0, omega: Float[Array, " k"],
+                 parametrization: str, bias: bool, dtype) -> Params:
+    """Spectrally aligned, balanced initialisation with own output z0 for every example.
+
+    The directions u_c are the first k columns of a random orthogonal d x d matrix drawn
+    from ``key`` (so d >= k is needed).
+    """
+    k = problem.num_classes
+    if dim < k:
+        raise ConfigError(f"dim={dim} is out of range for init='aligned': need dim >= k = {k}")
+    basis, _ = jnp.linalg.qr(jax.random.normal(key, (dim, dim), dtype))
+    U = basis[:, :k]  # d x k, orthonormal columns u_c
+    alpha, beta = aligned_amplitudes(z0, problem.example_counts(), omega, parametrization)
+    W = alpha[:, None] * U.T
+    if parametrization == "class":
+        H = U * beta[None, :]
+    else:
+        H = (U * beta[None, :])[:, problem.labels] * problem.mask
+    params = {"W": W, "H": H}
+    if bias:
+        params["b"] = jnp.zeros((k,), dtype)
+    return params
+
+
+def weight_decay_penalty(params: Params, weight_decay) -> Float[Array, ""]:
+    """(lambda / 2) (||W||_F^2 + ||H||_F^2) on the trained variables (the bias is not decayed).
+
+    Padded feature columns are zero at initialisation and receive no loss gradient, so the
+    penalty keeps them at zero and they never contribute."""
+    return 0.5 * weight_decay * (jnp.sum(params["W"] ** 2) + jnp.sum(params["H"] ** 2))

@@ -1,0 +1,253 @@
+"""The pure core: ``trajectory(spec, problem, numeric, key)``, and the ``simulate`` wrapper.
+
+``trajectory`` is one pure, jit-able function. ``spec`` (a hashable :class:`Spec`) selects
+code and fixes shapes; ``problem`` (:class:`~ssm_jax.problem.Problem`) and ``numeric``
+(:class:`Numeric`) are pytrees of arrays, so
+
+* a sweep is ``vmap(trajectory, in_axes=(None, 0, 0, 0))`` over stacked problems/numerics,
+* a meta-gradient is ``grad`` of a metric of ``trajectory`` with respect to ``numeric``,
+* a continuous-time solve reuses :func:`objective_fn` as its vector field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from . import losses, metrics, model
+from .config import Config
+from .dynamics import discrete
+from .problem import Problem, class_counts_of, make_problem
+from .weights import class_weights
+
+
+@dataclass(frozen=True)
+class Spec:
+    """The static part of a run: it selects code and fixes array shapes (jit static arg)."""
+
+    loss: str = "mse"
+    parametrization: str = "sample"
+    bias: bool = False
+    weighting: str = "erm"
+    init: str = "gaussian"
+    method: str = "gd"
+    dim: int = 32
+    steps: int = 1000
+    saves: int = 101
+    keep_params: bool = False
+    remat: bool = False
+
+
+class Numeric(NamedTuple):
+    """The numeric part of a run: arrays that ``vmap`` and ``grad`` can see."""
+
+    gamma: Array
+    beta: Array
+    weights: Array  # explicit per-class weights (k,), used when weighting == "explicit"
+    lr: Array
+    momentum: Array
+    weight_decay: Array
+    init_scale: Array
+
+
+class Trajectory(NamedTuple):
+    """A run, saved at ``saves`` points (leading axis) plus run-level results."""
+
+    t: Float[Array, " s"]
+    loss: Float[Array, " s"]
+    per_class_accuracy: Float[Array, "s k"]
+    per_class_loss: Float[Array, "s k"]
+    own_output: Float[Array, "s k"]
+    balanced_accuracy: Float[Array, " s"]
+    learn_time: Float[Array, " k"]
+    half_time: Float[Array, " k"]
+    weights: Float[Array, " k"]
+    diverged_step: Array
+    params: Any = None
+
+
+def spec_of(cfg: Config) -> Spec:
+    """The static :class:`Spec` of a configuration."""
+    names = {f.name for f in dataclasses.fields(Spec)}
+    return Spec(**{name: getattr(cfg, name) for name in names if hasattr(cfg, name)})
+
+
+def numeric_of(cfg: Config, dtype=None) -> Numeric:
+    """The numeric fields of a configuration as arrays (default float dtype unless given)."""
+    dtype = dtype or jnp.asarray(0.0).dtype
+    k = len(class_counts_of(cfg))
+    explicit = cfg.weights if cfg.weights is not None else (1.0,) * k
+    scalar = lambda v: jnp.asarray(v, dtype)  # noqa: E731
+    return Numeric(
+        gamma=scalar(cfg.gamma),
+        beta=scalar(cfg.beta),
+        weights=jnp.asarray(explicit, dtype),
+        lr=scalar(cfg.lr),
+        momentum=scalar(cfg.momentum),
+        weight_decay=scalar(cfg.weight_decay),
+        init_scale=scalar(cfg.init_scale),
+    )
+
+
+def problem_of(cfg: Config, n_pad: int | None = None) -> Problem:
+    """The label arrays of a configuration, optionally padded to ``n_pad`` examples."""
+    return make_problem(class_counts_of(cfg), n_pad)
+
+
+def omega_of(spec: Spec, problem: Problem, numeric: Numeric) -> Float[Array, " k"]:
+    """Normalised class weights of a run."""
+    return class_weights(problem.counts, spec.weighting, numeric.gamma, numeric.beta,
+                         numeric.weights)
+
+
+def initial_params(spec: Spec, problem: Problem, numeric: Numeric, omega, key: PRNGKeyArray):
+    """Initial parameters for ``spec.init`` (gaussian std or aligned z0 = ``init_scale``)."""
+    dtype = numeric.lr.dtype
+    if spec.init == "aligned":
+        return model.init_aligned(key, problem, spec.dim, numeric.init_scale, omega,
+                                  spec.parametrization, spec.bias, dtype)
+    return model.init_gaussian(key, problem, spec.dim, numeric.init_scale, spec.parametrization,
+                               spec.bias, dtype)
+
+
+def objective_fn(spec: Spec, problem: Problem, numeric: Numeric, omega):
+    """``params -> L(params)``: weighted mean loss plus weight decay (see :mod:`ssm_jax.losses`)."""
+    per_example = losses.per_example(spec.loss)
+    onehot = problem.onehot()
+    example_weights = model.example_weights(problem, omega)
+
+    def objective(params):
+        feats = model.features(params, problem, omega, spec.parametrization)
+        values = per_example(model.outputs(params, feats), onehot)
+        return (losses.weighted_mean(values, example_weights, problem.mask)
+                + model.weight_decay_penalty(params, numeric.weight_decay))
+
+    return objective
+
+
+def observe_fn(spec: Spec, problem: Problem, numeric: Numeric, omega):
+    """``params -> dict`` of what is saved at each save point."""
+    per_example = losses.per_example(spec.loss)
+    objective = objective_fn(spec, problem, numeric, omega)
+
+    def observe(params):
+        feats = model.features(params, problem, omega, spec.parametrization)
+        seen = metrics.snapshot(model.outputs(params, feats), problem, per_example)
+        seen["loss"] = objective(params)
+        if spec.keep_params:
+            seen["params"] = params
+        return seen
+
+    return observe
+
+
+def finish(spec: Spec, t, seen: dict, omega, diverged_step) -> Trajectory:
+    """Assemble a :class:`Trajectory` from saved observations (adds learning times)."""
+    return Trajectory(
+        t=t,
+        loss=seen["loss"],
+        per_class_accuracy=seen["per_class_accuracy"],
+        per_class_loss=seen["per_class_loss"],
+        own_output=seen["own_output"],
+        balanced_accuracy=seen["balanced_accuracy"],
+        learn_time=metrics.first_crossing(t, seen["per_class_accuracy"]),
+        half_time=metrics.first_crossing(t, seen["own_output"]),
+        weights=omega,
+        diverged_step=diverged_step,
+        params=seen.get("params"),
+    )
+
+
+def trajectory(spec: Spec, problem: Problem, numeric: Numeric, key: PRNGKeyArray) -> Trajectory:
+    """Simulate one training run. Pure: jit with ``spec`` static, vmap/grad over the rest."""
+    omega = omega_of(spec, problem, numeric)
+    params0 = initial_params(spec, problem, numeric, omega, key)
+    objective = objective_fn(spec, problem, numeric, omega)
+    observe = observe_fn(spec, problem, numeric, omega)
+    opt = discrete.optimizer(spec.method, numeric.lr, numeric.momentum)
+    seen, _, diverged_step = discrete.run(objective, observe, params0, opt, spec.steps,
+                                          spec.saves, remat=spec.remat)
+    t = numeric.lr * jnp.asarray(discrete.save_steps(spec.steps, spec.saves), numeric.lr.dtype)
+    return finish(spec, t, seen, omega, diverged_step)
+
+
+trajectory_jit = jax.jit(trajectory, static_argnums=0)
+
+
+@dataclass
+class Result:
+    """A finished run: its configuration, class counts and trajectory (as numpy arrays)."""
+
+    config: Config
+    class_counts: tuple[int, ...]
+    trajectory: Trajectory
+
+    @property
+    def diverged(self) -> bool:
+        return int(self.trajectory.diverged_step) >= 0
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict; non-finite numbers become ``null`` (see :func:`to_json_value`)."""
+        tr = self.trajectory
+        out = {
+            "class_counts": list(self.class_counts),
+            "weights": tr.weights,
+            "t": tr.t,
+            "loss": tr.loss,
+            "per_class_accuracy": tr.per_class_accuracy,
+            "per_class_loss": tr.per_class_loss,
+            "own_output": tr.own_output,
+            "balanced_accuracy": tr.balanced_accuracy,
+            "learn_time": tr.learn_time,
+            "half_time": tr.half_time,
+            "diverged": self.diverged,
+            "diverged_step": int(tr.diverged_step) if self.diverged else None,
+            "config": self.config.to_dict(),
+        }
+        if tr.params is not None:
+            out["params"] = {name: np.asarray(v) for name, v in tr.params.items()}
+        return to_json_value(out)
+
+
+def to_json_value(value):
+    """Convert arrays/numbers to JSON values; NaN and infinities become ``None``."""
+    if isinstance(value, dict):
+        return {k: to_json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json_value(v) for v in value]
+    if isinstance(value, (jax.Array, np.ndarray, np.generic)):
+        return to_json_value(np.asarray(value).tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(data: dict, path) -> None:
+    """Write JSON atomically (a temporary file renamed into place)."""
+    import os
+    import tempfile
+
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=1, allow_nan=False)
+    os.replace(tmp, path)
+
+
+def simulate(cfg: Config, key: PRNGKeyArray | None = None) -> Result:
+    """Run one configuration (in float64 when ``cfg.x64``). ``key`` defaults to ``PRNGKey(cfg.seed)``."""
+    with jax.enable_x64(cfg.x64):
+        key = jax.random.PRNGKey(cfg.seed) if key is None else key
+        traj = trajectory_jit(spec_of(cfg), problem_of(cfg), numeric_of(cfg), key)
+        traj = jax.tree.map(np.asarray, traj)
+    return Result(config=cfg, class_counts=class_counts_of(cfg), trajectory=traj)

@@ -1,0 +1,63 @@
+r"""Per-class loss weights and their normalisation.
+
+Convention (used everywhere in ssm-jax): the training loss is
+
+.. math::  L = \frac{1}{n}\sum_{i=1}^n \omega_{y_i}\,\ell(W h_i + b, y_i),
+           \qquad \frac{1}{n}\sum_i \omega_{y_i} = \frac{\sum_c n_c\,\omega_c}{\sum_c n_c} = 1,
+
+so the mean per-example weight is 1 and ERM is :math:`\omega_c = 1`. Every scheme below
+gives raw weights :math:`v_c` that are rescaled to :math:`\omega_c = v_c\, n / \sum_c n_c v_c`.
+
+All functions are pure and differentiable in their numeric arguments (gamma, beta, the
+explicit weights and the counts), so meta-gradients can flow through them.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from .config import WEIGHTINGS, ConfigError
+
+
+def normalise(raw: Float[Array, " k"], counts: Float[Array, " k"]) -> Float[Array, " k"]:
+    """Rescale raw class weights so the count-weighted mean is 1: sum_c n_c w_c = sum_c n_c."""
+    return raw * jnp.sum(counts) / jnp.sum(counts * raw)
+
+
+def power_law(counts: Float[Array, " k"], gamma) -> Float[Array, " k"]:
+    """w_c ∝ n_c^(-gamma): gamma = 1 is inverse frequency, 1/2 inverse square root, 0 ERM."""
+    # Dividing by the largest count first keeps n_c^-gamma in range for large gamma.
+    scaled = counts / jnp.max(counts)
+    return normalise(scaled ** (-jnp.asarray(gamma, dtype=counts.dtype)), counts)
+
+
+def effective_number(counts: Float[Array, " k"], beta) -> Float[Array, " k"]:
+    """Cui et al. (2019): w_c ∝ (1 - beta) / (1 - beta^n_c), the inverse effective number."""
+    beta = jnp.asarray(beta, dtype=counts.dtype)
+    # 1 - beta^n through expm1, accurate as beta -> 1; the factor (1 - beta) cancels in
+    # the normalisation. beta = 0 gives all ones (ERM).
+    effective = -jnp.expm1(counts * jnp.log(beta))
+    return normalise(1.0 / effective, counts)
+
+
+def class_weights(
+    counts: Float[Array, " k"],
+    weighting: str,
+    gamma=0.0,
+    beta=0.999,
+    explicit: Float[Array, " k"] | None = None,
+) -> Float[Array, " k"]:
+    """Normalised per-class weights omega_c for a weighting scheme (see module docstring)."""
+    counts = jnp.asarray(counts)
+    if weighting == "erm":
+        return jnp.ones_like(counts)
+    if weighting == "power":
+        return power_law(counts, gamma)
+    if weighting == "effective":
+        return effective_number(counts, beta)
+    if weighting == "explicit":
+        if explicit is None:
+            raise ConfigError("weighting='explicit' needs explicit weights")
+        return normalise(jnp.asarray(explicit, dtype=counts.dtype), counts)
+    raise ConfigError(f"weighting={weighting!r} is not one of {', '.join(map(repr, WEIGHTINGS))}")
