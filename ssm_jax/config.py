@@ -94,7 +94,7 @@ class Config:
     method: str = "gd"
     momentum: float = 0.9
     lr: float = 4.0
-    steps: int = 1000
+    steps: int = 300
     saves: int = 101
     seed: int = 0
     x64: bool = False

@@ -40,7 +40,7 @@ class Spec:
     init: str = "gaussian"
     method: str = "gd"
     dim: int = 32
-    steps: int = 1000
+    steps: int = 300
     saves: int = 101
     keep_params: bool = False
     remat: bool = False
