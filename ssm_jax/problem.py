@@ -18,7 +18,8 @@ from .config import Config, ConfigError
 
 
 def step_counts(k_major: int, k_minor: int, n_major: int, ratio: float) -> tuple[int, ...]:
-    """Step imbalance: ``k_major`` classes of ``n_major``, ``k_minor`` of ``max(1, round(n_major/ratio))``."""
+    """Step imbalance: ``k_major`` classes of ``n_major`` examples, then ``k_minor`` classes
+    of ``max(1, round(n_major / ratio))``."""
     if ratio < 1:
         raise ConfigError(f"ratio={ratio!r} is out of range: need ratio >= 1")
     n_minor = max(1, round(n_major / ratio))
@@ -43,7 +44,8 @@ def class_counts_of(cfg: Config) -> tuple[int, ...]:
     return step_counts(cfg.k_major, cfg.k_minor, cfg.n_major, cfg.ratio)
 
 
-def continuous_counts(cfg: Config, ratio: Float[Array, ""] | float | None = None) -> Float[Array, " k"]:
+def continuous_counts(cfg: Config, ratio: Float[Array, ""] | float | None = None
+                      ) -> Float[Array, " k"]:
     """Class counts as a smooth function of ``ratio`` (no rounding), for gradients in ratio.
 
     Equal to :func:`class_counts_of` up to rounding; explicit counts are returned as floats.

@@ -27,7 +27,8 @@ def format_time(value: float) -> str:
     return "never" if not np.isfinite(value) else f"{value:.4g}"
 
 
-def print_summary(result, file=sys.stdout) -> None:
+def print_summary(result, file=None) -> None:
+    file = file or sys.stdout
     tr = result.trajectory
     print(f"classes: {list(result.class_counts)}  (n = {sum(result.class_counts)})", file=file)
     print(f"{'class':>5} {'n_c':>6} {'weight':>8} {'learn_time':>11} {'half_time':>10} "
