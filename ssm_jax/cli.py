@@ -13,11 +13,14 @@ import sys
 from dataclasses import dataclass
 
 from .config import (
+    ADJOINTS,
     INITS,
     LOSSES,
     METHODS,
     PARAMETRIZATIONS,
     PROFILES,
+    SOLVERS,
+    STOP_METRICS,
     WEIGHTINGS,
     Config,
     ConfigError,
@@ -69,13 +72,15 @@ class Option:
 
 # The options of `simulate`, shared by every subcommand that runs simulations.
 SIMULATE_OPTIONS: list[Option] = [
-    Option("--loss", "loss", str, "training loss: squared (mse) or cross-entropy (ce)", LOSSES),
+    Option("--loss", "loss", str, "training loss: squared (mse), cross-entropy (ce), "
+           "logit-adjusted (la) or VS (vs) cross-entropy", LOSSES),
     Option("--profile", "profile", str, "imbalance profile", PROFILES),
     Option("--k-major", "k_major", int, "number of majority classes (step profile)"),
     Option("--k-minor", "k_minor", int, "number of minority classes (step profile)"),
     Option("--n-major", "n_major", int, "examples per majority class (largest class)"),
     Option("--ratio", "ratio", float, "imbalance ratio n_major / n_minor (>= 1)", numeric=True),
-    Option("--counts", "counts", _ints, "explicit class counts, comma separated (overrides the profile)"),
+    Option("--counts", "counts", _ints,
+           "explicit class counts, comma separated (overrides the profile)"),
     Option("--dim", "dim", int, "feature dimension d"),
     Option("--weighting", "weighting", str, "per-class loss weights", WEIGHTINGS),
     Option("--gamma", "gamma", float, "power-law exponent: w_c ∝ n_c^-gamma", numeric=True),
@@ -96,6 +101,27 @@ SIMULATE_OPTIONS: list[Option] = [
     Option("--steps", "steps", int, "number of optimisation steps"),
     Option("--saves", "saves", int, "number of evenly spaced save points (incl. 0 and the end)"),
     Option("--seed", "seed", int, "PRNG seed of the initialisation", numeric=True),
+    # Beyond the paper (docs/beyond.md).
+    Option("--depth", "depth", int, "depth L of the linear UFM: L-1 inner d x d layers between "
+           "the features and the classifier (1 = the UFM)"),
+    Option("--tau", "tau", float, "logit adjustment tau: loss la / vs add tau log(prior); "
+           "also the post-hoc adjustment of the posthoc_* metrics", numeric=True),
+    Option("--vs-gamma", "vs_gamma", float, "VS loss: multiplicative Delta_c = (n_c / n_max)"
+           "^vs_gamma", numeric=True),
+    Option("--geometry", "geometry", _flag, "record neural-collapse geometry (NC1-NC3, SELI, "
+           "norms, angles) at every save point (true/false)"),
+    # Gradient flow (--method flow; docs/theory.md).
+    Option("--t1", "t1", float, "gradient-flow end time (default: lr x steps, the discrete "
+           "run's end)", numeric=True),
+    Option("--solver", "solver", str, "diffrax solver of the flow (kvaerno5: implicit, for "
+           "stiff runs)", SOLVERS),
+    Option("--rtol", "rtol", float, "relative tolerance of the flow's PID step control"),
+    Option("--atol", "atol", float, "absolute tolerance of the flow's PID step control"),
+    Option("--max-steps", "max_steps", int, "most solver steps before the flow reports failure"),
+    Option("--adjoint", "adjoint", str, "how gradients pass through the flow", ADJOINTS),
+    Option("--stop-metric", "stop_metric", str, "stop the flow when this metric crosses "
+           "--stop-at (accuracies rising, loss falling)", STOP_METRICS),
+    Option("--stop-at", "stop_at", float, "threshold of --stop-metric"),
 ]
 
 

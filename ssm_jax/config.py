@@ -16,12 +16,16 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-LOSSES = ("mse", "ce")
+LOSSES = ("mse", "ce", "la", "vs")
 PROFILES = ("step", "longtail", "counts")
 WEIGHTINGS = ("erm", "power", "effective", "explicit")
 PARAMETRIZATIONS = ("sample", "class", "whitened")
 INITS = ("gaussian", "aligned")
-METHODS = ("gd", "momentum", "adam")
+METHODS = ("gd", "momentum", "adam", "specgd", "muon", "flow")
+# Gradient flow (method "flow", ssm_jax.dynamics.flow): solvers, adjoints, stop metrics.
+SOLVERS = ("tsit5", "dopri5", "dopri8", "kvaerno5")
+ADJOINTS = ("recursive", "backsolve")
+STOP_METRICS = ("balanced_accuracy", "worst_class_accuracy", "loss")
 
 
 class ConfigError(ValueError):
@@ -72,6 +76,11 @@ class Config:
         ``method`` in gd / momentum / adam with learning rate ``lr`` for ``steps``
         steps; metrics are saved at ``saves`` evenly spaced steps (first and last
         included). Time is ``t = lr * step``.
+    Gradient flow (``method='flow'``, :mod:`ssm_jax.dynamics.flow`)
+        dθ/dt = -∇L solved by diffrax ``solver`` with PID step control (``rtol``,
+        ``atol``, at most ``max_steps`` steps) up to ``t1`` (None: ``lr * steps``, so the
+        save times equal those of a discrete run); ``adjoint`` for gradients through it;
+        optional early stop when ``stop_metric`` crosses ``stop_at``.
     """
 
     loss: str = "mse"
@@ -99,6 +108,20 @@ class Config:
     seed: int = 0
     x64: bool = False
     keep_params: bool = False
+    # Beyond the paper (docs/beyond.md): deep linear UFM, logit-adjusted losses, geometry.
+    depth: int = 1
+    tau: float = 1.0
+    vs_gamma: float = 0.2
+    geometry: bool = False
+    # Gradient flow (method="flow"; docs/theory.md). t1=None means lr x steps.
+    t1: float | None = None
+    solver: str = "tsit5"
+    rtol: float = 1e-5
+    atol: float = 1e-8
+    max_steps: int = 100_000
+    adjoint: str = "recursive"
+    stop_metric: str | None = None
+    stop_at: float | None = None
 
     def __post_init__(self) -> None:
         validate(self)
@@ -174,6 +197,12 @@ def validate(cfg: Config) -> None:
     if cfg.saves > cfg.steps + 1:
         raise ConfigError(f"saves={cfg.saves} is out of range: need 2 <= saves <= steps + 1")
     _positive_int("seed", cfg.seed, low=0)
+    _positive_int("depth", cfg.depth)
+    _finite("tau", cfg.tau)
+    _finite("vs_gamma", cfg.vs_gamma)
+    if not isinstance(cfg.geometry, bool):
+        raise ConfigError(f"geometry={cfg.geometry!r} must be true or false")
+    validate_flow(cfg)
     # Shape checks that need the class counts.
     from .problem import class_counts_of
 
@@ -186,3 +215,35 @@ def validate(cfg: Config) -> None:
         raise ConfigError(
             f"parametrization='whitened' is defined for loss='mse' only, got loss={cfg.loss!r}"
         )
+
+
+def validate_flow(cfg: Config) -> None:
+    """The gradient-flow options (they need ``method='flow'``, except the solver defaults)."""
+    _choice("solver", cfg.solver, SOLVERS)
+    _choice("adjoint", cfg.adjoint, ADJOINTS)
+    _finite("rtol", cfg.rtol, low=0.0, strict=True)
+    _finite("atol", cfg.atol, low=0.0, strict=True)
+    _positive_int("max_steps", cfg.max_steps)
+    if cfg.t1 is not None:
+        _finite("t1", cfg.t1, low=0.0, strict=True)
+        if cfg.method != "flow":
+            raise ConfigError(f"t1={cfg.t1!r} is used by method='flow' only; a discrete run "
+                              f"(method={cfg.method!r}) ends at t = lr x steps")
+    if cfg.stop_metric is None:
+        if cfg.stop_at is not None:
+            raise ConfigError(f"stop_at={cfg.stop_at!r} needs a stop_metric "
+                              f"({', '.join(map(repr, STOP_METRICS))})")
+        return
+    _choice("stop_metric", cfg.stop_metric, STOP_METRICS)
+    if cfg.method != "flow":
+        raise ConfigError(f"stop_metric={cfg.stop_metric!r} (early stopping) needs "
+                          f"method='flow', got method={cfg.method!r}")
+    if cfg.adjoint == "backsolve":
+        raise ConfigError("stop_metric needs adjoint='recursive': diffrax's backsolve "
+                          "adjoint does not support events")
+    if cfg.stop_at is None:
+        raise ConfigError(f"stop_metric={cfg.stop_metric!r} needs a threshold stop_at")
+    if cfg.stop_metric == "loss":
+        _finite("stop_at", cfg.stop_at, low=0.0, strict=True)
+    else:
+        _finite("stop_at", cfg.stop_at, low=0.0, strict=True, high=1.0)

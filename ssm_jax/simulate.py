@@ -24,7 +24,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from . import losses, metrics, model
 from .config import Config
-from .dynamics import discrete
+from .dynamics import discrete, flow
 from .problem import Problem, class_counts_of, make_problem
 from .weights import class_weights
 
@@ -44,6 +44,16 @@ class Spec:
     saves: int = 101
     keep_params: bool = False
     remat: bool = False
+    depth: int = 1  # deep linear UFM: L-1 inner d x d layers (docs/beyond.md)
+    geometry: bool = False  # record neural-collapse geometry (ssm_jax.geometry)
+    # Gradient flow (method "flow", ssm_jax.dynamics.flow).
+    solver: str = "tsit5"
+    rtol: float = 1e-5
+    atol: float = 1e-8
+    max_steps: int = 100_000
+    adjoint: str = "recursive"
+    stop_metric: str | None = None
+    stop_at: float | None = None
 
 
 class Numeric(NamedTuple):
@@ -56,6 +66,9 @@ class Numeric(NamedTuple):
     momentum: Array
     weight_decay: Array
     init_scale: Array
+    tau: Array = 1.0  # logit adjustment strength (loss la / vs, post-hoc metric)
+    vs_gamma: Array = 0.2  # VS-loss exponent: Delta_c = (n_c / n_max)^vs_gamma
+    t1: Array | None = None  # gradient-flow end time; None: lr x steps
 
 
 class Trajectory(NamedTuple):
@@ -72,6 +85,10 @@ class Trajectory(NamedTuple):
     weights: Float[Array, " k"]
     diverged_step: Array
     params: Any = None
+    posthoc_per_class_accuracy: Any = None  # (s, k): argmax(z - tau log pi) per class
+    posthoc_balanced_accuracy: Any = None  # (s,)
+    geometry: Any = None  # dict of (s, ...) arrays when spec.geometry (ssm_jax.geometry)
+    flow: Any = None  # FlowStats of a gradient-flow run (ssm_jax.dynamics.flow), else None
 
 
 def spec_of(cfg: Config) -> Spec:
@@ -94,6 +111,9 @@ def numeric_of(cfg: Config, dtype=None) -> Numeric:
         momentum=scalar(cfg.momentum),
         weight_decay=scalar(cfg.weight_decay),
         init_scale=scalar(cfg.init_scale),
+        tau=scalar(cfg.tau),
+        vs_gamma=scalar(cfg.vs_gamma),
+        t1=scalar(cfg.lr * cfg.steps if cfg.t1 is None else cfg.t1),
     )
 
 
@@ -111,16 +131,22 @@ def omega_of(spec: Spec, problem: Problem, numeric: Numeric) -> Float[Array, " k
 def initial_params(spec: Spec, problem: Problem, numeric: Numeric, omega, key: PRNGKeyArray):
     """Initial parameters for ``spec.init`` (gaussian std or aligned z0 = ``init_scale``)."""
     dtype = numeric.lr.dtype
+    depth = getattr(spec, "depth", 1)
     if spec.init == "aligned":
         return model.init_aligned(key, problem, spec.dim, numeric.init_scale, omega,
-                                  spec.parametrization, spec.bias, dtype)
+                                  spec.parametrization, spec.bias, dtype, depth=depth)
     return model.init_gaussian(key, problem, spec.dim, numeric.init_scale, spec.parametrization,
-                               spec.bias, dtype)
+                               spec.bias, dtype, depth=depth)
+
+
+def per_example_loss(spec: Spec, problem: Problem, numeric: Numeric):
+    """The per-example loss of a run (``la`` / ``vs`` get the priors from ``problem.counts``)."""
+    return losses.per_example(spec.loss, problem.counts, numeric.tau, numeric.vs_gamma)
 
 
 def objective_fn(spec: Spec, problem: Problem, numeric: Numeric, omega):
     """``params -> L(params)``: weighted mean loss plus weight decay (see :mod:`ssm_jax.losses`)."""
-    per_example = losses.per_example(spec.loss)
+    per_example = per_example_loss(spec, problem, numeric)
     onehot = problem.onehot()
     example_weights = model.example_weights(problem, omega)
 
@@ -135,12 +161,19 @@ def objective_fn(spec: Spec, problem: Problem, numeric: Numeric, omega):
 
 def observe_fn(spec: Spec, problem: Problem, numeric: Numeric, omega):
     """``params -> dict`` of what is saved at each save point."""
-    per_example = losses.per_example(spec.loss)
+    per_example = per_example_loss(spec, problem, numeric)
     objective = objective_fn(spec, problem, numeric, omega)
 
     def observe(params):
         feats = model.features(params, problem, omega, spec.parametrization)
-        seen = metrics.snapshot(model.outputs(params, feats), problem, per_example)
+        outputs = model.outputs(params, feats)
+        seen = metrics.snapshot(outputs, problem, per_example)
+        seen["posthoc_per_class_accuracy"] = metrics.posthoc_accuracy(outputs, problem,
+                                                                      numeric.tau)
+        if getattr(spec, "geometry", False):
+            from . import geometry
+
+            seen["geometry"] = geometry.snapshot(params, feats, problem)
         seen["loss"] = objective(params)
         if spec.keep_params:
             seen["params"] = params
@@ -163,6 +196,10 @@ def finish(spec: Spec, t, seen: dict, omega, diverged_step) -> Trajectory:
         weights=omega,
         diverged_step=diverged_step,
         params=seen.get("params"),
+        posthoc_per_class_accuracy=seen.get("posthoc_per_class_accuracy"),
+        posthoc_balanced_accuracy=(None if "posthoc_per_class_accuracy" not in seen
+                                   else jnp.mean(seen["posthoc_per_class_accuracy"], axis=-1)),
+        geometry=seen.get("geometry"),
     )
 
 
@@ -172,11 +209,42 @@ def trajectory(spec: Spec, problem: Problem, numeric: Numeric, key: PRNGKeyArray
     params0 = initial_params(spec, problem, numeric, omega, key)
     objective = objective_fn(spec, problem, numeric, omega)
     observe = observe_fn(spec, problem, numeric, omega)
+    if spec.method == "flow":
+        seen, t, diverged_step, stats = flow_run(spec, numeric, objective, observe, params0)
+        return finish(spec, t, seen, omega, diverged_step)._replace(flow=stats)
     opt = discrete.optimizer(spec.method, numeric.lr, numeric.momentum)
     seen, _, diverged_step = discrete.run(objective, observe, params0, opt, spec.steps,
                                           spec.saves, remat=spec.remat)
     t = numeric.lr * jnp.asarray(discrete.save_steps(spec.steps, spec.saves), numeric.lr.dtype)
     return finish(spec, t, seen, omega, diverged_step)
+
+
+def stop_fn(spec: Spec, observe):
+    """``params -> scalar`` that crosses zero upwards when ``spec.stop_metric`` crosses
+    ``spec.stop_at`` (accuracies rise to it, the loss falls to it); None without a stop."""
+    if spec.stop_metric is None:
+        return None
+    if spec.stop_metric == "balanced_accuracy":
+        return lambda params: observe(params)["balanced_accuracy"] - spec.stop_at
+    if spec.stop_metric == "worst_class_accuracy":
+        return lambda params: jnp.min(observe(params)["per_class_accuracy"]) - spec.stop_at
+    return lambda params: spec.stop_at - observe(params)["loss"]
+
+
+def flow_run(spec: Spec, numeric: Numeric, objective, observe, params0):
+    """Gradient flow up to ``numeric.t1`` (default ``lr * steps``), saved at the discrete
+    run's save times scaled to ``t1``: ``(observations, t, diverged_step, FlowStats)``.
+    ``diverged_step`` is -1, or the number of accepted solver steps when the solve failed."""
+    grid = discrete.save_steps(spec.steps, spec.saves) / spec.steps
+    t1 = numeric.lr * spec.steps if numeric.t1 is None else numeric.t1
+    seen, _, stats = flow.run(
+        objective, observe, params0, t1, spec.saves, solver=spec.solver, rtol=spec.rtol,
+        atol=spec.atol, max_steps=spec.max_steps, adjoint=spec.adjoint,
+        stop=stop_fn(spec, observe), grid=grid,
+    )
+    t = t1 * jnp.asarray(grid, numeric.lr.dtype)
+    diverged_step = jnp.where(stats.failed, stats.num_accepted_steps, -1).astype(jnp.int32)
+    return seen, t, diverged_step, stats
 
 
 trajectory_jit = jax.jit(trajectory, static_argnums=0)
@@ -214,7 +282,28 @@ class Result:
         }
         if tr.params is not None:
             out["params"] = {name: np.asarray(v) for name, v in tr.params.items()}
+        if tr.posthoc_per_class_accuracy is not None:
+            out["posthoc_per_class_accuracy"] = tr.posthoc_per_class_accuracy
+            out["posthoc_balanced_accuracy"] = tr.posthoc_balanced_accuracy
+        if tr.geometry is not None:
+            out["geometry"] = {name: np.asarray(v) for name, v in tr.geometry.items()}
+        if tr.flow is not None:
+            out.update(flow_json(tr.flow))
         return to_json_value(out)
+
+
+def flow_json(stats) -> dict:
+    """JSON keys of a gradient-flow run's :class:`~ssm_jax.dynamics.flow.FlowStats`."""
+    evals = int(stats.num_vf_evals)
+    return {
+        "solver_status": flow.STATUS[int(stats.status)],
+        "num_steps": int(stats.num_steps),
+        "num_accepted_steps": int(stats.num_accepted_steps),
+        "num_rejected_steps": int(stats.num_rejected_steps),
+        "num_vf_evals": evals if evals >= 0 else None,
+        "end_time": float(stats.end_time),
+        "stop_time": float(stats.stop_time) if np.isfinite(stats.stop_time) else None,
+    }
 
 
 def to_json_value(value):

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 
 from ..cli import EXIT_DIVERGED, add_simulate_options, config_from_args
-from ..simulate import simulate, write_json
+from ..simulate import flow_json, simulate, write_json
 
 
 def register(sub) -> None:
@@ -47,6 +47,20 @@ def run(args) -> int:
     if args.json:
         write_json(result.to_dict(), args.json)
         print(f"wrote {args.json}")
+    flow_stats = result.trajectory.flow
+    if flow_stats is not None:
+        info = flow_json(flow_stats)
+        evals = "n/a (implicit solver)" if info["num_vf_evals"] is None else info["num_vf_evals"]
+        print(f"flow ({cfg.solver}): {info['solver_status']}, {info['num_steps']} steps "
+              f"({info['num_rejected_steps']} rejected), {evals} vector-field evaluations"
+              + (f", stopped at t = {info['stop_time']:.6g}"
+                 if info["stop_time"] is not None else ""))
+    if result.diverged and flow_stats is not None:
+        print(f"ssm-jax simulate: the gradient flow failed "
+              f"({flow_json(flow_stats)['solver_status']}) at t = "
+              f"{float(flow_stats.end_time):.4g}; try --max-steps, --solver kvaerno5 or looser "
+              "--rtol/--atol", file=sys.stderr)
+        return EXIT_DIVERGED
     if result.diverged:
         step = int(result.trajectory.diverged_step)
         print(f"ssm-jax simulate: the run diverged: the loss became non-finite at step {step} "

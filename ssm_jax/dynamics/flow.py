@@ -1,0 +1,294 @@
+r"""Continuous-time gradient flow :math:`\dot\theta = -\nabla L(\theta)`, solved with diffrax.
+
+:func:`run` is the continuous counterpart of :func:`ssm_jax.dynamics.discrete.run`: it takes
+the same ``objective`` and ``observe`` closures (so every loss, parametrisation and weighting
+works unchanged) and returns observations stacked over the save times.
+
+Time rescaling. The flow is solved in normalised time :math:`s = t / T \in [0, 1]`,
+
+.. math:: \frac{d\theta}{ds} = -T\,\nabla L(\theta),
+
+so the stopping time ``T`` enters as an argument of the vector field rather than as the
+end of the integration interval. This makes ``T`` differentiable with *both* adjoints
+(``BacksolveAdjoint`` cannot differentiate ``t1`` or ``ts``), and leaves the saved
+trajectory unchanged.
+
+Closures. ``BacksolveAdjoint`` only differentiates what is passed through ``args``, so the
+objective is closure-converted (:func:`equinox.filter_closure_convert`): the arrays it
+closes over (weights, counts, weight decay, ...) become leaves of ``args`` and gradients
+with respect to them flow with either adjoint.
+
+Stopping (an event). ``stop(params)`` is a scalar that is negative while training should
+go on; the solve stops where it first crosses zero upwards, bracketed by bisection on the
+solver's dense interpolant to within ``2 tol`` in normalised time (``tol = max(1e-3 rtol,
+100 eps)``), and the state is then stepped just past the bracket, so that a
+piecewise-constant metric (an accuracy) reads at least its threshold there. That state and
+its time are the stopped model and ``stop_time``; observations saved after ``stop_time``
+hold that state (training stopped: the model is frozen). If ``stop(params0) >= 0`` the run
+stops at ``t = 0``.
+
+Failure. The solve never raises inside ``jit`` (``throw=False``): if it fails (maximum
+number of steps reached, step size collapsed, non-finite values) the result code says so
+(:data:`STATUS`), observations at save times that were not reached are NaN, and the final
+parameters are those at the time reached (``end_time``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optimistix as optx
+from jaxtyping import Array, Float, Int
+
+from ..config import ADJOINTS, SOLVERS, ConfigError
+
+# Solver status codes (``FlowStats.status``) and their names in JSON.
+STATUS = ("success", "stopped", "max_steps_reached", "failed")
+SUCCESS, STOPPED, MAX_STEPS_REACHED, FAILED = range(4)
+
+
+class FlowStats(NamedTuple):
+    """Run-level results of a gradient-flow solve (scalars; arrays under vmap).
+
+    Attributes:
+        num_steps: solver steps attempted (accepted + rejected).
+        num_accepted_steps, num_rejected_steps: their split.
+        num_vf_evals: evaluations of the vector field -grad L, exact for the explicit
+            solvers (``1 + (stages - 1) * num_steps``: first-same-as-last Runge-Kutta with
+            the initial evaluation); -1 for the implicit ``kvaerno5``, whose count depends
+            on its Newton iterations and is not observable.
+        status: index into :data:`STATUS`.
+        end_time: time the solve reached (``t1``; the stop time; or where it failed).
+        stop_time: time the stop event fired, NaN if it did not.
+    """
+
+    num_steps: Int[Array, ""]
+    num_accepted_steps: Int[Array, ""]
+    num_rejected_steps: Int[Array, ""]
+    num_vf_evals: Int[Array, ""]
+    status: Int[Array, ""]
+    end_time: Float[Array, ""]
+    stop_time: Float[Array, ""]
+
+    @property
+    def failed(self) -> Array:
+        """Whether the solve failed (max steps reached or another solver failure)."""
+        return self.status >= MAX_STEPS_REACHED
+
+
+def solver_of(name: str) -> diffrax.AbstractSolver:
+    """The diffrax solver of a name (see :data:`ssm_jax.config.SOLVERS`)."""
+    solvers = {
+        "tsit5": diffrax.Tsit5,
+        "dopri5": diffrax.Dopri5,
+        "dopri8": diffrax.Dopri8,
+        "kvaerno5": diffrax.Kvaerno5,  # implicit (ESDIRK): for stiff runs
+    }
+    if name not in solvers:
+        raise ConfigError(f"solver={name!r} is not one of {', '.join(map(repr, SOLVERS))}")
+    return solvers[name]()
+
+
+def controller_of(name: str, rtol: float, atol: float) -> diffrax.PIDController:
+    """Adaptive step-size control. Explicit solvers use the standard integral controller;
+    the implicit solver uses the PI coefficients (0.3, 0.3) diffrax recommends for it."""
+    if name == "kvaerno5":
+        return diffrax.PIDController(rtol=rtol, atol=atol, pcoeff=0.3, icoeff=0.3)
+    return diffrax.PIDController(rtol=rtol, atol=atol)
+
+
+def adjoint_of(name: str) -> diffrax.AbstractAdjoint:
+    """``recursive``: differentiate through the solver's steps with recursive checkpointing
+    (exact gradients of the computed solution, memory O(log max_steps) checkpoints);
+    ``backsolve``: solve the continuous adjoint ODE backwards (O(1) memory, gradients
+    accurate to the solver tolerance; no stop events)."""
+    if name == "recursive":
+        return diffrax.RecursiveCheckpointAdjoint()
+    if name == "backsolve":
+        return diffrax.BacksolveAdjoint()
+    raise ConfigError(f"adjoint={name!r} is not one of {', '.join(map(repr, ADJOINTS))}")
+
+
+def vf_evals_per_step(solver: diffrax.AbstractSolver) -> int | None:
+    """New vector-field evaluations per attempted step of an explicit FSAL Runge-Kutta
+    solver (stages - 1); ``None`` for implicit solvers."""
+    if isinstance(solver, diffrax.AbstractImplicitSolver):
+        return None
+    stages = len(solver.tableau.c) + 1
+    return stages - 1 if solver.tableau.fsal else stages
+
+
+def save_grid(saves: int) -> np.ndarray:
+    """Default save fractions of ``t1``: ``saves`` evenly spaced points, 0 and 1 included."""
+    return np.linspace(0.0, 1.0, saves)
+
+
+def run(
+    objective: Callable,
+    observe: Callable,
+    params0,
+    t1,
+    saves: int,
+    *,
+    solver: str = "tsit5",
+    rtol: float = 1e-5,
+    atol: float = 1e-8,
+    max_steps: int = 100_000,
+    adjoint: str = "recursive",
+    stop: Callable | None = None,
+    grid: np.ndarray | None = None,
+):
+    """Solve the gradient flow of ``objective`` from ``params0`` up to time ``t1``.
+
+    Args:
+        objective: ``params -> scalar loss`` L; the flow is dθ/dt = -∇L(θ).
+        observe: ``params -> pytree`` saved at each save time (must include ``"loss"``).
+        params0: initial parameters (pytree).
+        t1: final time T > 0 (may be traced: vmap and grad see it).
+        saves: number of save times.
+        solver, rtol, atol, max_steps: diffrax solver name, PID tolerances, step budget.
+        adjoint: ``"recursive"`` or ``"backsolve"`` (see :func:`adjoint_of`).
+        stop: optional ``params -> scalar``; the solve stops where it crosses 0 upwards.
+        grid: optional static save fractions of ``t1`` (increasing, in [0, 1], last = 1),
+            default :func:`save_grid`. ``simulate`` passes the discrete run's save steps
+            divided by ``steps`` so that flow and discrete runs share their save times.
+
+    Returns:
+        ``(observations, final_params, stats)``: observations stacked along a leading
+        axis of length ``saves`` at times ``t1 * grid``; the parameters at ``end_time``;
+        :class:`FlowStats`.
+    """
+    grid = save_grid(saves) if grid is None else np.asarray(grid, dtype=float)
+    if grid.shape != (saves,) or grid[0] < 0 or grid[-1] != 1.0 or np.any(np.diff(grid) <= 0):
+        raise ConfigError(f"grid must be {saves} increasing fractions in [0, 1] ending at 1")
+    if adjoint == "backsolve" and stop is not None:
+        raise ConfigError("adjoint='backsolve' cannot be combined with a stop event")
+    the_solver = solver_of(solver)
+    dtype = jnp.result_type(*jax.tree.leaves(params0))
+    t1 = jnp.asarray(t1, dtype)
+    # Closure conversion makes everything `objective` closes over a leaf of `args`.
+    loss = eqx.filter_closure_convert(objective, params0)
+
+    def vector_field(s, params, args):
+        loss_fn, horizon = args
+        return jax.tree.map(lambda g: -horizon * g, jax.grad(loss_fn)(params))
+
+    ts = jnp.asarray(grid, dtype)
+    # Precision (in normalised time s) to which a stop event is located.
+    tol = max(rtol * 1e-3, 100 * float(jnp.finfo(dtype).eps))
+    kwargs = dict(
+        terms=diffrax.ODETerm(vector_field),
+        solver=the_solver,
+        t0=0.0,
+        t1=1.0,
+        dt0=None,
+        y0=params0,
+        args=(loss, t1),
+        stepsize_controller=controller_of(solver, rtol, atol),
+        adjoint=adjoint_of(adjoint),
+        max_steps=max_steps,
+        throw=False,
+    )
+    if adjoint == "backsolve":
+        # BacksolveAdjoint saves whole states only (no SubSaveAt, no fn, no events).
+        sol = diffrax.diffeqsolve(saveat=diffrax.SaveAt(ts=ts), **kwargs)
+        saved_s = sol.ts
+        # The last save time reached (the end, unless the solve failed).
+        last = jnp.maximum(jnp.sum(jnp.isfinite(saved_s)) - 1, 0)
+        final = jax.tree.map(lambda y: y[last], sol.ys)
+        seen = jax.vmap(observe)(sol.ys)
+        end_s = ts[last]
+    else:
+        event = None
+        if stop is not None:
+            event = diffrax.Event(
+                lambda t, y, args, **_: jnp.asarray(stop(y), dtype),
+                root_finder=IntervalBisection(rtol=tol, atol=tol),
+                direction=True,
+            )
+        saveat = diffrax.SaveAt(subs=[
+            diffrax.SubSaveAt(ts=ts, fn=lambda s, y, args: observe(y)),
+            diffrax.SubSaveAt(t1=True),
+        ])
+        sol = diffrax.diffeqsolve(saveat=saveat, event=event, **kwargs)
+        saved_s, seen = sol.ts[0], sol.ys[0]
+        final = jax.tree.map(lambda y: y[0], sol.ys[1])
+        end_s = sol.ts[1][0]
+
+    result = sol.result
+    status = jnp.where(
+        result == diffrax.RESULTS.successful, SUCCESS,
+        jnp.where(result == diffrax.RESULTS.event_occurred, STOPPED,
+                  jnp.where(result == diffrax.RESULTS.max_steps_reached, MAX_STEPS_REACHED,
+                            FAILED)),
+    )
+    stop_s = jnp.where(status == STOPPED, end_s, jnp.nan)
+    reached = jnp.isfinite(saved_s)
+    if stop is not None:
+        # Stopped: the model is frozen after the stop; already past the threshold at t = 0:
+        # stop there.
+        # The event is bracketed to within 2 tol (in s) of the crossing; step the state past
+        # the bracket (one Euler step of 2 tol, error O(tol^2)) so that it lies on the far
+        # side of the crossing, where a piecewise-constant metric (an accuracy) already
+        # reads at least the threshold.
+        stopped = status == STOPPED
+        nudge = jnp.where(stopped, 2 * tol, 0.0)
+        final = jax.tree.map(lambda y, v: y + nudge * v, final,
+                             vector_field(end_s, final, (loss, t1)))
+        end_s = jnp.where(stopped, end_s + nudge, end_s)
+        stop_s = jnp.where(stopped, end_s, stop_s)
+        seen_final = observe(final)
+        at_start = jnp.asarray(stop(params0), dtype) >= 0
+        first = observe(params0)
+        frozen = jnp.logical_and(status == STOPPED, ~reached)
+        seen = jax.tree.map(
+            lambda a, b: jnp.where(_expand(frozen, a), b[None], a), seen, seen_final)
+        seen = jax.tree.map(lambda a, b: jnp.where(at_start, b[None], a), seen, first)
+        final = jax.tree.map(lambda a, b: jnp.where(at_start, b, a), final, params0)
+        stop_s = jnp.where(at_start, 0.0, stop_s)
+        end_s = jnp.where(at_start, 0.0, end_s)
+        status = jnp.where(at_start, STOPPED, status)
+        reached = jnp.logical_or(reached, jnp.logical_or(frozen, at_start))
+    # Save times never reached (the solve failed) hold NaN, never a silent number.
+    seen = jax.tree.map(
+        lambda a: jnp.where(_expand(reached, a), a, jnp.nan)
+        if jnp.issubdtype(a.dtype, jnp.floating) else a, seen)
+    status = jnp.where(jnp.logical_and(status == SUCCESS, ~jnp.all(
+        jnp.isfinite(seen["loss"]))), FAILED, status)
+
+    per_step = vf_evals_per_step(the_solver)
+    num_steps = jnp.asarray(sol.stats["num_steps"], jnp.int32)
+    num_vf_evals = (1 + per_step * num_steps) if per_step is not None else jnp.asarray(-1)
+    stats = FlowStats(
+        num_steps=num_steps,
+        num_accepted_steps=jnp.asarray(sol.stats["num_accepted_steps"], jnp.int32),
+        num_rejected_steps=jnp.asarray(sol.stats["num_rejected_steps"], jnp.int32),
+        num_vf_evals=jnp.asarray(num_vf_evals, jnp.int32),
+        status=jnp.asarray(status, jnp.int32),
+        end_time=t1 * end_s,
+        stop_time=t1 * stop_s,
+    )
+    return seen, final, stats
+
+
+class IntervalBisection(optx.Bisection):
+    """Bisection that stops once the bracket is narrower than ``atol + rtol |s|``.
+
+    ``optimistix.Bisection`` also waits for ``|f| < atol``, which never happens at the jump
+    of a piecewise-constant metric such as an accuracy."""
+
+    def terminate(self, fn, y, args, options, state, tags):
+        del fn, args, options, tags
+        scale = self.atol + self.rtol * jnp.abs(y)
+        return jnp.abs(state.lower - state.upper) < scale, optx.RESULTS.successful
+
+
+def _expand(mask: Array, like: Array) -> Array:
+    """Broadcast a (saves,) mask against an observation with leading axis saves."""
+    return mask.reshape(mask.shape + (1,) * (like.ndim - 1))
