@@ -5,6 +5,8 @@ one value per example (n,), leaving the reduction to :func:`weighted_mean`:
 
 * squared loss  :math:`\ell(z, y) = \tfrac12\lVert z - y\rVert^2`
 * cross-entropy :math:`\ell(z, y) = \log\sum_j e^{z_j} - z_y`
+* logit-adjusted (``la``) and vector-scaling (``vs``) cross-entropy, which need the class
+  priors (see :func:`per_example`)
 
 The objective (see :mod:`ssm_jax.weights` for the normalisation of omega) is
 
@@ -31,17 +33,58 @@ def cross_entropy(outputs: Float[Array, "k n"], onehot: Float[Array, "k n"]) -> 
     return jax.nn.logsumexp(outputs, axis=0) - jnp.sum(onehot * outputs, axis=0)
 
 
+def vector_scaling(outputs: Float[Array, "k n"], onehot: Float[Array, "k n"],
+                   multiplicative: Float[Array, " k"], additive: Float[Array, " k"]
+                   ) -> Float[Array, " n"]:
+    r"""Per-example vector-scaling (VS) loss (Kini et al. 2021): cross-entropy of the
+    adjusted logits :math:`\Delta \odot z + \iota`,
+
+    .. math:: \ell(z, y) = \log\sum_j e^{\Delta_j z_j + \iota_j} - (\Delta_y z_y + \iota_y).
+
+    ``multiplicative`` is Δ (k,), ``additive`` is ι (k,). Δ = 1, ι = 0 is cross-entropy."""
+    return cross_entropy(multiplicative[:, None] * outputs + additive[:, None], onehot)
+
+
+def logit_adjusted(outputs: Float[Array, "k n"], onehot: Float[Array, "k n"],
+                   priors: Float[Array, " k"], tau) -> Float[Array, " n"]:
+    r"""Per-example logit-adjusted loss (Menon et al. 2021): cross-entropy of
+    :math:`z + \tau \log \pi`. For constant logits its minimiser is
+    :math:`b = (1 - \tau)\log\pi` (+ const): with τ = 1 the learned bias carries no prior,
+    and ``argmax z`` is the balanced (post-hoc adjusted) decision rule."""
+    return cross_entropy(outputs + tau * jnp.log(priors)[:, None], onehot)
+
+
+def vs_parameters(counts: Float[Array, " k"], tau, vs_gamma) -> tuple[Array, Array]:
+    """VS-loss parameters from class counts: Δ_c = (n_c / n_max)^vs_gamma and
+    ι_c = tau log π_c with π_c = n_c / n."""
+    counts = jnp.asarray(counts)
+    multiplicative = (counts / jnp.max(counts)) ** vs_gamma
+    additive = tau * jnp.log(counts / jnp.sum(counts))
+    return multiplicative, additive
+
+
 PER_EXAMPLE = {"mse": squared, "ce": cross_entropy}
+LOGIT_ADJUSTED = ("la", "vs")  # losses that need the class counts (priors)
 
 
-def per_example(loss: str):
-    """The per-example loss function of a loss name."""
-    try:
+def per_example(loss: str, counts: Float[Array, " k"] | None = None, tau=1.0, vs_gamma=0.0):
+    """The per-example loss ``(outputs, onehot) -> (n,)`` of a loss name.
+
+    ``la`` and ``vs`` depend on the class priors, so they need ``counts`` (k,) (``tau`` and
+    ``vs_gamma`` may be traced); ``mse`` and ``ce`` ignore the extra arguments."""
+    if loss in PER_EXAMPLE:
         return PER_EXAMPLE[loss]
-    except KeyError:
-        raise ConfigError(
-            f"loss={loss!r} is not one of {', '.join(map(repr, LOSSES))}"
-        ) from None
+    if loss in LOGIT_ADJUSTED:
+        if counts is None:
+            raise ConfigError(f"loss={loss!r} needs the class counts (its priors)")
+        if loss == "la":
+            priors = jnp.asarray(counts) / jnp.sum(counts)
+            return lambda outputs, onehot: logit_adjusted(outputs, onehot, priors, tau)
+        multiplicative, additive = vs_parameters(counts, tau, vs_gamma)
+        return lambda outputs, onehot: vector_scaling(outputs, onehot, multiplicative, additive)
+    raise ConfigError(
+        f"loss={loss!r} is not one of {', '.join(map(repr, LOSSES))}"
+    )
 
 
 def weighted_mean(values: Float[Array, " n"], example_weights: Float[Array, " n"],

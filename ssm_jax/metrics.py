@@ -7,6 +7,8 @@ Definitions (all over the real, unpadded examples):
 * ``per_class_loss[c]``: mean *unweighted* per-example loss over class c.
 * ``own_output[c]``: mean over class-c examples of output c, ``z_{c,i}``.
 * ``balanced_accuracy``: mean over classes of ``per_class_accuracy``.
+* ``posthoc_per_class_accuracy[c]``: the same for the post-hoc logit-adjusted rule
+  ``argmax_c (z_c - tau log pi_c)`` (:func:`posthoc_accuracy`).
 * ``learn_time[c]``: first time ``per_class_accuracy[c]`` reaches 0.5, and ``half_time[c]``:
   first time ``own_output[c]`` reaches 0.5; linearly interpolated between saved points,
   NaN (``null`` in JSON) if never reached.
@@ -40,6 +42,15 @@ def snapshot(outputs: Float[Array, "k n"], problem: Problem, per_example_loss) -
         "own_output": class_means(jnp.sum(onehot * outputs, axis=0), onehot),
         "balanced_accuracy": jnp.mean(per_class_accuracy),
     }
+
+
+def posthoc_accuracy(outputs: Float[Array, "k n"], problem: Problem, tau) -> Float[Array, " k"]:
+    r"""Per-class accuracy of post-hoc logit adjustment (Menon et al. 2021): the decision
+    rule :math:`\arg\max_c (z_c - \tau \log \pi_c)` with priors π_c = n_c / n from
+    ``problem.counts`` (ties are wrong, as in :func:`correct`)."""
+    priors = problem.counts / jnp.sum(problem.counts)
+    adjusted = outputs - tau * jnp.log(priors).astype(outputs.dtype)[:, None]
+    return class_means(correct(adjusted, problem).astype(outputs.dtype), problem.onehot())
 
 
 def first_crossing(t: Float[Array, " s"], values: Float[Array, "s ..."],

@@ -27,6 +27,10 @@ def optimizer(method: str, lr, momentum=0.9) -> optax.GradientTransformation:
         return optax.sgd(lr, momentum=momentum)
     if method == "adam":
         return optax.adam(lr)
+    if method in ("specgd", "muon"):  # spectral optimisers, see ssm_jax/spectral.py
+        from .. import spectral
+
+        return spectral.spectral_gd(lr) if method == "specgd" else spectral.muon(lr, momentum)
     raise ConfigError(f"method={method!r} is not one of {', '.join(map(repr, METHODS))}")
 
 

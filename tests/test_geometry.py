@@ -1,0 +1,126 @@
+"""Neural-collapse geometry: hand-built ETF / SELI configurations, minority collapse under
+weight decay, and the terminal phase (ERM and reweighted CE both approach SELI)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ssm_jax import Config, geometry, numeric_of, problem_of, simulate, spec_of
+from ssm_jax.problem import make_problem
+from ssm_jax.simulate import trajectory_jit
+
+metrics_jit = jax.jit(geometry.metrics)
+
+
+def etf_configuration(k, dim, scale=2.0):
+    """Class means = a simplex ETF in R^dim, W = scale * means^T."""
+    means = jnp.zeros((dim, k)).at[:k, :].set(jnp.eye(k) - 1.0 / k)
+    return scale * means.T, means
+
+
+def test_simplex_etf_has_zero_collapse_measures(x64):
+    k, counts = 4, (3, 3, 3, 3)
+    problem = make_problem(counts)
+    W, means = etf_configuration(k, 6)
+    g = metrics_jit(W, means[:, problem.labels], problem)
+    for key in ("nc1", "nc2_etf_features", "nc2_etf_classifier", "nc3", "nc2_seli_features",
+                "nc2_seli_classifier", "nc2_seli_outputs"):
+        assert abs(float(g[key])) < 1e-7, (key, g[key])
+    off = ~np.eye(k, dtype=bool)
+    np.testing.assert_allclose(np.asarray(g["classifier_cosine"])[off], -1 / (k - 1), atol=1e-14)
+    np.testing.assert_allclose(np.asarray(g["feature_cosine"])[off], -1 / (k - 1), atol=1e-14)
+    np.testing.assert_allclose(g["classifier_norm"], 2 * np.sqrt((k - 1) / k), rtol=1e-14)
+    assert np.isnan(g["minority_cosine"])  # balanced: no minority classes
+
+
+def test_seli_configuration(x64):
+    counts = (6, 6, 2, 2)
+    W, H, labels = geometry.seli_configuration(counts, dim=7)
+    problem = make_problem(counts)
+    np.testing.assert_array_equal(labels, problem.labels)
+    zhat = geometry.etf_gram(4) @ problem.onehot()
+    np.testing.assert_allclose(W @ H, zhat, atol=1e-13)
+    g = metrics_jit(W, H, problem)
+    for key in ("nc1", "nc2_seli_features", "nc2_seli_classifier", "nc2_seli_outputs"):
+        assert abs(float(g[key])) < 1e-6, (key, g[key])
+    assert float(g["nc2_etf_classifier"]) > 0.05  # imbalanced SELI is not an ETF
+    w_norms, h_norms = geometry.seli_norms(jnp.asarray(counts, float))
+    np.testing.assert_allclose(g["classifier_norm"], w_norms, rtol=1e-12)
+    np.testing.assert_allclose(jnp.linalg.norm(H, axis=0), h_norms[labels], rtol=1e-12)
+    assert w_norms[0] > w_norms[2] and h_norms[0] < h_norms[2]  # SELI's norm asymmetry
+    # Equal counts: SELI is the simplex ETF.
+    W, H, _ = geometry.seli_configuration((3, 3, 3), dim=3)
+    assert float(metrics_jit(W, H, make_problem((3, 3, 3)))["nc2_etf_classifier"]) < 1e-7
+
+
+def test_known_values(x64):
+    # An orthonormal classifier frame: distance to the ETF is sqrt(2 - 2 sqrt((k-1)/k)).
+    k = 5
+    problem = make_problem((2,) * k)
+    g = metrics_jit(jnp.eye(k), jnp.eye(k)[:, problem.labels], problem)
+    np.testing.assert_allclose(g["nc2_etf_classifier"], np.sqrt(2 - 2 * np.sqrt((k - 1) / k)),
+                               rtol=1e-12)
+    assert float(g["nc2_etf_features"]) < 1e-7  # centred orthonormal means are an ETF
+    # NC1 = a^2 / 2 for means +-e1 and within-class spread +-a e1 (spread along e2 is in
+    # the null space of Sigma_B and does not count).
+    a = 0.3
+    problem = make_problem((2, 2))
+    feats = jnp.array([[1 + a, 1 - a, -1 + a, -1 - a], [0.5, -0.5, 0.2, -0.2]])
+    g = metrics_jit(jnp.eye(2), feats, problem)
+    np.testing.assert_allclose(g["nc1"], a ** 2 / 2, rtol=1e-12)
+    # Minority cosine: identical minority rows give 1.
+    W = jnp.array([[1.0, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 1]])
+    assert float(geometry.minority_cosine(W, jnp.array([5.0, 5, 1, 1]))) == pytest.approx(1.0)
+
+
+def test_geometry_is_recorded_only_when_asked():
+    base = Config(loss="ce", steps=4, saves=3, dim=12)
+    assert simulate(base).trajectory.geometry is None
+    result = simulate(base.replace(geometry=True))
+    g = result.trajectory.geometry
+    assert set(g) == set(geometry.GEOMETRY_KEYS)
+    assert g["classifier_cosine"].shape == (3, 10, 10) and g["nc1"].shape == (3,)
+    assert set(result.to_dict()["geometry"]) == set(geometry.GEOMETRY_KEYS)
+
+
+def run_ce(counts, weight_decays, gammas, steps, lr=2.0, dim=6):
+    """CE, sample parametrisation, one vmapped call over (weight decay, gamma) pairs."""
+    cfg = Config(loss="ce", counts=counts, profile="counts", dim=dim, weighting="power",
+                 init_scale=0.1, lr=lr, steps=steps, saves=2, geometry=True)
+    spec, problem, numeric = spec_of(cfg), problem_of(cfg), numeric_of(cfg)
+    axes = jax.tree.map(lambda _: None, numeric)._replace(weight_decay=0, gamma=0)
+    batch = numeric._replace(weight_decay=jnp.asarray(weight_decays, numeric.lr.dtype),
+                             gamma=jnp.asarray(gammas, numeric.lr.dtype))
+    run = jax.vmap(lambda n: trajectory_jit(spec, problem, n, jax.random.PRNGKey(0)),
+                   in_axes=(axes,))
+    return jax.tree.map(lambda a: np.asarray(a)[:, -1], run(batch).geometry)
+
+
+def test_minority_collapse_grows_with_ratio():
+    """Fang et al. (2021): under fixed weight decay the minority classifiers align as the
+    ratio grows (3 + 3 classes, ratios 1.5, 5, 30; one vmapped call over padded problems)."""
+    cfg = Config(loss="ce", counts=(30,) * 6, profile="counts", dim=6, init_scale=0.1, lr=2.0,
+                 steps=1500, saves=2, geometry=True, weight_decay=1e-2)
+    spec, numeric = spec_of(cfg), numeric_of(cfg)
+    problems = [make_problem((30,) * 3 + (max(1, round(30 / r)),) * 3, 180) for r in (1.5, 5, 30)]
+    batch = jax.tree.map(lambda *a: jnp.stack(a), *problems)
+    run = jax.vmap(lambda p: trajectory_jit(spec, p, numeric, jax.random.PRNGKey(0)))
+    cosines = np.asarray(run(batch).geometry["minority_cosine"])[:, -1]
+    assert cosines[0] < cosines[1] < cosines[2], cosines
+    assert cosines[0] < 0 and cosines[2] > 0.6, cosines
+
+
+def test_terminal_phase_erm_and_reweighted_approach_seli():
+    """Vanishing weight decay: ERM (gamma 0) and inverse-frequency weights (gamma 1) approach
+    the same SELI geometry; at large decay they differ and the minorities collapse."""
+    g = run_ce((20, 20, 2, 2), [1e-1, 1e-3, 1e-1, 1e-3], [0.0, 0.0, 1.0, 1.0], 2500)
+    seli = g["nc2_seli_classifier"]
+    assert seli[1] < seli[0] and seli[3] < seli[2], seli
+    assert seli[1] < 0.15 and seli[3] < 0.15, seli
+    assert np.all(g["nc2_etf_classifier"][[1, 3]] > 0.3)  # SELI, not the ETF
+    gap_strong = np.abs(g["classifier_cosine"][0] - g["classifier_cosine"][2]).max()
+    gap_weak = np.abs(g["classifier_cosine"][1] - g["classifier_cosine"][3]).max()
+    assert gap_weak < 0.5 * gap_strong, (gap_weak, gap_strong)
