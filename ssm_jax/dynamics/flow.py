@@ -281,7 +281,17 @@ class IntervalBisection(optx.Bisection):
     """Bisection that stops once the bracket is narrower than ``atol + rtol |s|``.
 
     ``optimistix.Bisection`` also waits for ``|f| < atol``, which never happens at the jump
-    of a piecewise-constant metric such as an accuracy."""
+    of a piecewise-constant metric such as an accuracy, and raises (through a host
+    callback) when the end points of the bracket have the same sign, which rounding of the
+    dense interpolant can produce at such a jump; this one then converges to an end."""
+
+    def init(self, fn, y, args, options, f_struct, aux_struct, tags):
+        lower_value, _ = fn(jnp.asarray(options["lower"], f_struct.dtype), args)
+        upper_value, _ = fn(jnp.asarray(options["upper"], f_struct.dtype), args)
+        # A fixed orientation skips the bracket check; then set the detected one.
+        state = optx.Bisection(self.rtol, self.atol, flip=False).init(
+            fn, y, args, options, f_struct, aux_struct, tags)
+        return eqx.tree_at(lambda st: st.flip, state, lower_value > upper_value)
 
     def terminate(self, fn, y, args, options, state, tags):
         del fn, args, options, tags
