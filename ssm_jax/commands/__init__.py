@@ -4,5 +4,7 @@ Add a subcommand by writing a module here and listing it in ``MODULES``.
 """
 
 from . import demo, simulate
+from . import grad, meta
 
 MODULES = [simulate, demo]
+MODULES += [grad, meta]

@@ -39,6 +39,39 @@ def save_steps(steps: int, saves: int) -> np.ndarray:
     return np.round(np.linspace(0, steps, saves)).astype(np.int64)
 
 
+REMAT_BRANCHING = 8
+
+
+def _plain_scan(step, carry, xs):
+    return jax.lax.scan(step, carry, xs)[0]
+
+
+def checkpointed_scan(step: Callable, carry, xs, branching: int = REMAT_BRANCHING):
+    """``lax.scan(step, carry, xs)[0]`` (final carry only; ``step`` returns ``(carry, None)``)
+    with memory logarithmic in ``len(xs)`` when differentiated.
+
+    The sequence is split into at most ``branching`` chunks, each a checkpointed call of
+    this function on its chunk (recursively, down to ``branching`` plain steps). The
+    backward pass then stores about ``branching`` carries per level, ``log_B(len)`` levels,
+    and recomputes each level's forward pass once: memory O(B log_B N) carries for
+    compute O(N log_B N) steps (N = ``len(xs)``), instead of O(N) carries for a plain scan.
+    """
+    length = int(xs.shape[0])
+    if length <= branching:
+        return jax.lax.scan(jax.checkpoint(step), carry, xs)[0]
+    chunk = -(-length // branching)  # ceil
+    full = length // chunk
+
+    def body(c, row):
+        return checkpointed_scan(step, c, row, branching), None
+
+    carry = jax.lax.scan(jax.checkpoint(body), carry,
+                         xs[: full * chunk].reshape((full, chunk) + xs.shape[1:]))[0]
+    if full * chunk < length:
+        carry = checkpointed_scan(step, carry, xs[full * chunk:], branching)
+    return carry
+
+
 def run(
     objective: Callable,
     observe: Callable,
@@ -48,6 +81,7 @@ def run(
     saves: int,
     *,
     remat: bool = False,
+    return_state: bool = False,
 ):
     """Train ``params0`` on ``objective`` and observe it at the save points.
 
@@ -57,13 +91,18 @@ def run(
         params0: initial parameters (pytree).
         opt: optax optimiser.
         steps, saves: number of steps and of (evenly spaced) save points.
-        remat: rematerialise each step in the backward pass (``jax.checkpoint``), so the
-            memory of a gradient through training does not grow with the number of steps.
+        remat: rematerialise in the backward pass (``jax.checkpoint``) with nested scans
+            (see :func:`checkpointed_scan`), so the memory of a gradient through training
+            grows only logarithmically with the number of steps (at about
+            ``log_B(steps)`` times the forward compute, B = :data:`REMAT_BRANCHING`).
+
+        return_state: also return the final optimiser state (a fourth element), e.g. to
+            take the direction of the next update (``ssm_jax.meta``'s derivative in time).
 
     Returns:
         ``(observations, final_params, diverged_step)``: observations stacked along a
         leading axis of length ``saves``; ``diverged_step`` is the first step whose loss was
-        not finite, or -1.
+        not finite, or -1. With ``return_state``, ``(..., final_state)``.
     """
     points = save_steps(steps, saves)
     gaps = np.diff(points)
@@ -84,12 +123,10 @@ def run(
             new_state = jax.tree.map(keep, new_state, state)
         return (new_params, new_state, count + jnp.asarray(active, count.dtype), diverged, gap), None
 
-    if remat:
-        step = jax.checkpoint(step)
-
     def interval(carry, gap):
         params, state, count, diverged = carry
-        (params, state, count, diverged, _), _ = jax.lax.scan(
+        scan = checkpointed_scan if remat else _plain_scan
+        params, state, count, diverged, _ = scan(
             step, (params, state, count, diverged, gap), jnp.arange(width)
         )
         seen = observe(params)
@@ -97,10 +134,16 @@ def run(
         diverged = jnp.where(jnp.logical_and(bad, diverged < 0), count, diverged)
         return (params, state, count, diverged), seen
 
+    if remat:
+        interval = jax.checkpoint(interval)
+
     first = observe(params0)
     count0 = jnp.asarray(0, jnp.int32)
     diverged0 = jnp.where(jnp.isfinite(first["loss"]), -1, 0).astype(jnp.int32)
     carry = (params0, opt.init(params0), count0, diverged0)
-    (params, _, _, diverged), rest = jax.lax.scan(interval, carry, jnp.asarray(gaps, jnp.int32))
+    (params, state, _, diverged), rest = jax.lax.scan(interval, carry,
+                                                      jnp.asarray(gaps, jnp.int32))
     observations = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, rest)
+    if return_state:
+        return observations, params, diverged, state
     return observations, params, diverged

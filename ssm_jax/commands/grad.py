@@ -1,0 +1,86 @@
+"""``ssm-jax grad``: value and gradient of a meta-objective at the stopping time T."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from .. import meta
+from ..cli import EXIT_DIVERGED, SIMULATE_OPTIONS, add_simulate_options, config_from_args
+from ..simulate import to_json_value, write_json
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def add_meta_options(parser) -> None:
+    """``--objective``, ``--t1`` (unless ``simulate`` already has it), ``--temperature``."""
+    parser.add_argument("--objective", default="balanced_loss", choices=meta.OBJECTIVES,
+                        help="scalar of the run at time T (default: balanced_loss)")
+    if not any(opt.field == "t1" for opt in SIMULATE_OPTIONS):
+        parser.add_argument("--t1", type=float, default=None, metavar="T",
+                            help="stopping time T = lr x steps (sets steps = T / lr; "
+                            "default: lr x steps)")
+    parser.add_argument("--temperature", type=float, default=meta.DEFAULT_TEMPERATURE,
+                        help="temperature of the balanced_accuracy surrogate "
+                        f"(default: {meta.DEFAULT_TEMPERATURE})")
+
+
+def register(sub) -> None:
+    parser = sub.add_parser(
+        "grad", help="gradient of a metric at time T with respect to run options",
+        description="Differentiate a scalar of a training run at its stopping time T "
+        "(balanced_loss, minority_loss, balanced_accuracy surrogate, own_output_gap) with "
+        "respect to numeric options, each taken at its value on the command line. "
+        "See docs/meta.md for the definitions (lr at fixed steps; d/dT along the update).",
+    )
+    add_simulate_options(parser)
+    add_meta_options(parser)
+    parser.add_argument("--wrt", type=_names, default=("gamma",), metavar="NAME[,NAME]",
+                        help=f"options to differentiate by: {', '.join(meta.WRT)} "
+                        "(default: gamma)")
+    parser.add_argument("--json", metavar="PATH", help="write value and gradient as JSON")
+    parser.set_defaults(handler=run)
+
+
+def config_and_t1(args):
+    """The validated Config of the parsed options, stopped at ``--t1``."""
+    t1 = getattr(args, "t1", None)
+    if getattr(args, "method", None) == "flow":
+        return meta.with_t1(config_from_args(args), t1)
+    # A discrete run ends at lr x steps: --t1 sets the number of steps.
+    return meta.with_t1(config_from_args(args, t1=None), t1)
+
+
+def run(args) -> int:
+    cfg = config_and_t1(args)
+    out = meta.gradient(cfg, args.objective, args.wrt, temperature=args.temperature)
+    t1 = meta.stop_time(cfg)
+    diverged = int(out.diverged_step) >= 0
+    finite = bool(np.isfinite(out.value)) and all(
+        bool(np.all(np.isfinite(g))) for g in out.gradient.values())
+    print(f"{args.objective} at T = {t1:.6g}: {float(out.value):.10g}")
+    for name, g in out.gradient.items():
+        shown = np.array2string(np.asarray(g), precision=8) if np.ndim(g) else f"{float(g):.10g}"
+        print(f"  d/d{name} = {shown}")
+    if args.json:
+        write_json(to_json_value({
+            "objective": args.objective,
+            "t1": t1,
+            "value": out.value,
+            "gradient": out.gradient,
+            "finite": finite,
+            "diverged": diverged,
+            "diverged_step": int(out.diverged_step) if diverged else None,
+            "temperature": args.temperature,
+            "config": cfg.to_dict(),
+        }), args.json)
+        print(f"wrote {args.json}")
+    if diverged or not finite:
+        print("ssm-jax grad: the run diverged (non-finite loss or gradient); "
+              "try a smaller --lr", file=sys.stderr)
+        return EXIT_DIVERGED
+    return 0
+
