@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ssm_jax import Config, geometry, numeric_of, problem_of, simulate, spec_of
+from ssm_jax import Config, geometry, numeric_of, problem_of, spec_of
 from ssm_jax.problem import make_problem
 from ssm_jax.simulate import trajectory_jit
 
@@ -76,16 +76,6 @@ def test_known_values(x64):
     assert float(geometry.minority_cosine(W, jnp.array([5.0, 5, 1, 1]))) == pytest.approx(1.0)
 
 
-def test_geometry_is_recorded_only_when_asked():
-    base = Config(loss="ce", steps=4, saves=3, dim=12)
-    assert simulate(base).trajectory.geometry is None
-    result = simulate(base.replace(geometry=True))
-    g = result.trajectory.geometry
-    assert set(g) == set(geometry.GEOMETRY_KEYS)
-    assert g["classifier_cosine"].shape == (3, 10, 10) and g["nc1"].shape == (3,)
-    assert set(result.to_dict()["geometry"]) == set(geometry.GEOMETRY_KEYS)
-
-
 def run_ce(counts, weight_decays, gammas, steps, lr=2.0, dim=6):
     """CE, sample parametrisation, one vmapped call over (weight decay, gamma) pairs."""
     cfg = Config(loss="ce", counts=counts, profile="counts", dim=dim, weighting="power",
@@ -124,3 +114,25 @@ def test_terminal_phase_erm_and_reweighted_approach_seli():
     gap_strong = np.abs(g["classifier_cosine"][0] - g["classifier_cosine"][2]).max()
     gap_weak = np.abs(g["classifier_cosine"][1] - g["classifier_cosine"][3]).max()
     assert gap_weak < 0.5 * gap_strong, (gap_weak, gap_strong)
+
+
+def test_geometry_command(tmp_path):
+    import json
+
+    from ssm_jax.cli import main
+
+    out = tmp_path / "geo"
+    args = ["geometry", "--loss", "ce", "--counts", "6,6,2,2", "--dim", "5", "--init-scale",
+            "0.1", "--lr", "1", "--steps", "20", "--saves", "3", "--out", str(out)]
+    assert main(args + ["--weight-decays", "0.1,0.01"]) == 0
+    for name in ("geometry.png", "geometry.json", "terminal.png", "terminal.json"):
+        assert (out / name).exists(), name
+    terminal = json.loads((out / "terminal.json").read_text())
+    assert terminal["weight_decays"] == [0.1, 0.01]
+    assert set(terminal["runs"]) == {"erm", "gamma=1"}
+    assert len(terminal["runs"]["erm"]["nc2_seli_classifier"]) == 2
+    recorded = json.loads((out / "geometry.json").read_text())["geometry"]
+    assert set(recorded) == set(geometry.GEOMETRY_KEYS)
+    assert np.shape(recorded["classifier_cosine"]) == (3, 4, 4) and len(recorded["nc1"]) == 3
+    assert main(args + ["--out", str(tmp_path / "bad"), "--weight-decays", "0,0.1"]) == 2
+    assert not (tmp_path / "bad").exists()

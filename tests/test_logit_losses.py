@@ -113,7 +113,7 @@ def test_vs_runs_in_gradient_flow():
     cfg = Config(loss="vs", tau=1.0, vs_gamma=0.3, counts=COUNTS, profile="counts", dim=8,
                  parametrization="class", method="flow", lr=1.0, steps=20, saves=5, x64=True)
     flow = simulate(cfg).trajectory
-    gd = simulate(cfg.replace(method="gd", lr=0.02, steps=1000)).trajectory
+    gd = simulate(cfg.replace(method="gd", lr=0.01, steps=2000)).trajectory
     np.testing.assert_allclose(flow.loss, gd.loss, rtol=1e-2)  # GD is O(lr) off the flow
     assert np.all(np.diff(flow.loss) <= 0) and flow.loss[-1] < 0.5 * flow.loss[0]
 
@@ -130,9 +130,6 @@ def test_config_and_cli():
     cfg = config_from_args(args)
     assert (cfg.loss, cfg.vs_gamma, cfg.tau) == ("vs", 0.3, 1.5)
     assert float(numeric_of(cfg).tau) == 1.5
-    assert to_json_keys(Config(loss="la", steps=2, saves=2)) >= {
-        "posthoc_per_class_accuracy", "posthoc_balanced_accuracy"}
-
-
-def to_json_keys(cfg):
-    return set(simulate(cfg).to_dict())
+    keys = set(simulate(Config(loss="la", counts=COUNTS, dim=4, steps=2, saves=2)).to_dict())
+    assert {"posthoc_per_class_accuracy", "posthoc_balanced_accuracy"} <= keys
+    assert "geometry" not in keys  # geometry is recorded only with --geometry

@@ -8,3 +8,6 @@ from . import grad, meta
 
 MODULES = [simulate, demo]
 MODULES += [grad, meta]
+from . import geometry  # noqa: E402
+
+MODULES += [geometry]

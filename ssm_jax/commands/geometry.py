@@ -1,0 +1,108 @@
+"""``ssm-jax geometry``: neural-collapse geometry over training, and the terminal phase.
+
+One run of the given configuration with ``geometry`` recorded (``geometry.png``,
+``geometry.json``); with ``--weight-decays``, cross-entropy runs at each weight decay for
+ERM and for power weights ``--reweight-gamma`` (one vmapped call), trained for the given
+steps, and their final geometry against SELI (``terminal.png``, ``terminal.json``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..cli import EXIT_DIVERGED, _floats, add_simulate_options, config_from_args
+from ..config import ConfigError
+
+
+def register(sub) -> None:
+    parser = sub.add_parser(
+        "geometry", help="neural-collapse geometry over training; terminal phase vs weight decay",
+        description="Record NC1-NC3, distances to the simplex ETF and to SELI, norms and "
+        "angles over one run (geometry.png/json); with --weight-decays also compare ERM and "
+        "reweighted cross-entropy at decreasing weight decay (terminal.png/json).",
+    )
+    add_simulate_options(parser)
+    parser.add_argument("--out", default="geometry_out", help="output folder")
+    parser.add_argument("--weight-decays", type=_floats, default=None,
+                        help="comma-separated weight decays for the terminal-phase comparison")
+    parser.add_argument("--reweight-gamma", type=float, default=1.0,
+                        help="power-law gamma of the reweighted runs (default: 1.0)")
+    parser.set_defaults(handler=run)
+
+
+def terminal_phase(cfg, weight_decays, gamma: float) -> dict:
+    """Final geometry of CE runs (``cfg``'s counts, dim, init, lr, steps) at each weight decay,
+    for ERM (gamma 0) and power weights ``gamma``: ``{label: {key: array (len(decays), ...)}}``
+    plus ``norm_ratio`` (mean majority over mean minority classifier norm)."""
+    from .. import numeric_of, problem_of, spec_of, trajectory_jit
+
+    cfg = cfg.replace(loss="ce", parametrization="sample", weighting="power", geometry=True,
+                      saves=2, keep_params=False)
+    with jax.enable_x64(cfg.x64):
+        spec, problem, numeric = spec_of(cfg), problem_of(cfg), numeric_of(cfg)
+        decays = jnp.asarray(weight_decays, numeric.lr.dtype)
+        m = len(weight_decays)
+        gammas = jnp.concatenate([jnp.zeros(m), jnp.full(m, gamma)]).astype(decays.dtype)
+        axes = jax.tree.map(lambda _: None, numeric)._replace(weight_decay=0, gamma=0)
+        batch = numeric._replace(weight_decay=jnp.concatenate([decays, decays]), gamma=gammas)
+        run = jax.vmap(lambda n: trajectory_jit(spec, problem, n, jax.random.PRNGKey(cfg.seed)),
+                       in_axes=(axes,))
+        geometry = jax.tree.map(lambda a: np.asarray(a)[:, -1], run(batch).geometry)
+        counts = np.asarray(problem.counts)
+    major = counts == counts.max()
+    out = {}
+    for i, label in enumerate(("erm", f"gamma={gamma:g}")):
+        g = {key: value[i * m:(i + 1) * m] for key, value in geometry.items()}
+        norms = g["classifier_norm"]
+        g["norm_ratio"] = norms[:, major].mean(axis=1) / norms[:, ~major].mean(axis=1)
+        out[label] = g
+    return out
+
+
+def run(args) -> int:
+    from .. import geometry as geo
+    from ..geometry_plots import geometry_figure, terminal_figure
+    from ..simulate import simulate, to_json_value, write_json
+    from .simulate import print_summary
+
+    cfg = config_from_args(args, geometry=True)
+    if args.weight_decays is not None:
+        for value in args.weight_decays:
+            if not np.isfinite(value) or value <= 0:
+                raise ConfigError(f"weight-decays={value!r} is out of range: need > 0")
+    result = simulate(cfg)
+    print_summary(result)
+    os.makedirs(args.out, exist_ok=True)
+    geometry_figure(result, os.path.join(args.out, "geometry.png"))
+    write_json(result.to_dict(), os.path.join(args.out, "geometry.json"))
+    final = {key: result.trajectory.geometry[key][-1] for key in ("nc1", "nc2_etf_classifier",
+                                                                  "nc2_seli_classifier", "nc3")}
+    print("final geometry: " + ", ".join(f"{k} {float(v):.4g}" for k, v in final.items()))
+    if args.weight_decays is not None:
+        decays = sorted(args.weight_decays, reverse=True)
+        labelled = terminal_phase(cfg, decays, args.reweight_gamma)
+        w_norms, _ = geo.seli_norms(jnp.asarray(result.class_counts, float))
+        w_norms = np.asarray(w_norms)
+        major = np.asarray(result.class_counts) == max(result.class_counts)
+        seli_ratio = float(w_norms[major].mean() / w_norms[~major].mean()) if (~major).any() \
+            else 1.0
+        terminal_figure(decays, labelled, seli_ratio, os.path.join(args.out, "terminal.png"))
+        write_json(to_json_value({"weight_decays": decays, "seli_norm_ratio": seli_ratio,
+                    "runs": {label: {k: np.asarray(v) for k, v in g.items()}
+                             for label, g in labelled.items()}}),
+                   os.path.join(args.out, "terminal.json"))
+        print(f"{'weight decay':>12} " + " ".join(f"{label + ' SELI dist':>18}"
+                                                    for label in labelled))
+        for j, decay in enumerate(decays):
+            print(f"{decay:>12.3g} " + " ".join(f"{g['nc2_seli_classifier'][j]:>18.4f}"
+                                                for g in labelled.values()))
+    print(f"wrote {args.out}")
+    if result.diverged:
+        print("ssm-jax geometry: the run diverged; try a smaller --lr", file=sys.stderr)
+        return EXIT_DIVERGED
+    return 0
