@@ -249,13 +249,13 @@ def test_gradients_through_the_flow_match_closed_form(adjoint):
 # ----------------------------------------------------------------- events, solvers
 
 
-def test_loss_stop_event_matches_closed_form(x64):
-    """Stop when L falls to 0.1: L(t) = (1/n) sum_c n_c (1 - z_c(t))^2 / 2 (ERM, aligned);
-    the saved outputs are frozen after the stop."""
+def test_loss_stop_event_with_kvaerno5_matches_closed_form(x64):
+    """Stop when L falls to 0.1: L(t) = (1/n) sum_c n_c (1 - z_c(t))^2 / 2 (ERM, aligned),
+    solved by the implicit Kvaerno5; the saved outputs are frozen after the stop."""
     counts, threshold = (30, 12, 5), 0.1
     cfg = Config(loss="mse", counts=counts, dim=3, method="flow", init="aligned",
                  init_scale=Z0, t1=200.0, steps=100, saves=101, x64=True, rtol=1e-10,
-                 atol=1e-12, stop_metric="loss", stop_at=threshold)
+                 atol=1e-12, solver="kvaerno5", stop_metric="loss", stop_at=threshold)
     result = simulate(cfg)
     tr = result.trajectory
     n = np.asarray(counts, float)
@@ -269,8 +269,7 @@ def test_loss_stop_event_matches_closed_form(x64):
         mid = 0.5 * (low + high)
         low, high = (mid, high) if loss(mid) > threshold else (low, mid)
     info = flow_json(tr.flow)
-    assert info["solver_status"] == "stopped"
-    assert info["num_vf_evals"] == 1 + 6 * info["num_steps"]
+    assert info["solver_status"] == "stopped" and info["num_vf_evals"] is None
     assert abs(info["stop_time"] - low) < 1e-6 * low
     after = tr.t >= info["stop_time"]
     assert after.any() and (~after).any()
@@ -279,22 +278,6 @@ def test_loss_stop_event_matches_closed_form(x64):
     np.testing.assert_allclose(tr.own_output[~after],
                                theory.trajectory(tr.t[~after, None], r[None], Z0), rtol=1e-6)
     assert not result.diverged
-
-
-def test_kvaerno5_matches_closed_form_and_reports_no_vf_count(x64):
-    """The implicit solver on the aligned problem (class parametrisation, explicit weights)."""
-    cfg = Config(loss="mse", counts=(9, 3), dim=2, method="flow", init="aligned",
-                 init_scale=Z0, parametrization="class", weighting="explicit",
-                 weights=(1.0, 2.0), lr=0.5, steps=20, saves=5, x64=True, rtol=1e-9,
-                 atol=1e-12, solver="kvaerno5")
-    tr = simulate(cfg).trajectory
-    r = np.asarray(theory.rate(np.array([9.0, 3.0]), tr.weights, None, "class"))
-    assert relative_error(tr.own_output, theory.trajectory(tr.t[:, None], r[None], Z0)) < 1e-6
-    info = flow_json(tr.flow)
-    assert info["solver_status"] == "success" and info["num_vf_evals"] is None
-    assert flow.vf_evals_per_step(flow.solver_of("kvaerno5")) is None
-    assert flow.vf_evals_per_step(flow.solver_of("dopri5")) == 6
-    assert flow.vf_evals_per_step(flow.solver_of("dopri8")) == 13
 
 
 def test_vf_eval_count_is_exact():
@@ -313,6 +296,10 @@ def test_vf_eval_count_is_exact():
         jax.block_until_ready(stats)
         assert int(stats.num_steps) > 3
         assert int(stats.num_vf_evals) == len(calls), solver
+    # The same formula for the other explicit solvers: new evaluations per attempted step.
+    assert flow.vf_evals_per_step(flow.solver_of("dopri5")) == 6
+    assert flow.vf_evals_per_step(flow.solver_of("dopri8")) == 13
+    assert flow.vf_evals_per_step(flow.solver_of("kvaerno5")) is None
 
 
 # ----------------------------------------------------------------- CLI and config
@@ -320,9 +307,12 @@ def test_vf_eval_count_is_exact():
 
 def test_cli_flow_stops_on_balanced_accuracy_and_writes_solver_stats(tmp_path, capsys):
     path = tmp_path / "flow.json"
-    args = ["simulate", "--method", "flow", "--k-major", "2", "--k-minor", "2", "--n-major",
-            "20", "--ratio", "5", "--dim", "8", "--lr", "4", "--steps", "100", "--saves", "31",
-            "--stop-metric", "balanced_accuracy", "--stop-at", "0.75", "--json", str(path)]
+    # (cross-entropy here: its balanced accuracy rises monotonically, see the event's
+    # documented limitation for metrics that go up and down within one solver step)
+    args = ["simulate", "--method", "flow", "--loss", "ce", "--k-major", "2", "--k-minor", "2",
+            "--n-major", "20", "--ratio", "5", "--dim", "8", "--lr", "4", "--steps", "100",
+            "--saves", "31", "--stop-metric", "balanced_accuracy", "--stop-at", "0.75",
+            "--json", str(path)]
     assert main(args) == 0
     assert "stopped at t =" in capsys.readouterr().out
     data = json.loads(path.read_text())

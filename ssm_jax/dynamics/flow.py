@@ -25,7 +25,9 @@ solver's dense interpolant to within ``2 tol`` in normalised time (``tol = max(1
 piecewise-constant metric (an accuracy) reads at least its threshold there. That state and
 its time are the stopped model and ``stop_time``; observations saved after ``stop_time``
 hold that state (training stopped: the model is frozen). If ``stop(params0) >= 0`` the run
-stops at ``t = 0``.
+stops at ``t = 0``. Like every diffrax event, the condition is checked at the end of each
+accepted solver step: a metric that rises past the threshold and falls back within one step
+is not seen (tighter ``rtol`` means shorter steps).
 
 Failure. The solve never raises inside ``jit`` (``throw=False``): if it fails (maximum
 number of steps reached, step size collapsed, non-finite values) the result code says so
