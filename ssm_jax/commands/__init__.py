@@ -8,6 +8,9 @@ from . import grad, meta
 
 MODULES = [simulate, demo]
 MODULES += [grad, meta]
+from . import plot, sweep  # noqa: E402
+
+MODULES += [sweep, plot]
 from . import geometry  # noqa: E402
 
 MODULES += [geometry]

@@ -1,0 +1,121 @@
+"""``ssm-jax sweep``: the Cartesian product of listed option values, to a netCDF file."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+from .. import sweep as sweeping
+from ..cli import EXIT_DIVERGED, SIMULATE_OPTIONS
+from ..config import ConfigError
+
+
+def register(sub) -> None:
+    parser = sub.add_parser(
+        "sweep", help="run the Cartesian product of option lists (vmapped, chunked, resumable)",
+        description="Takes the options of `simulate`; every option except --counts and "
+        "--weights may be a comma-separated list (--ratio 1,2,5,10 --gamma 0,0.5,1 --seeds 8) "
+        "and the sweep runs the Cartesian product. Numeric options are vmapped in one "
+        "compiled function; static ones (loss, dim, method, ...) become separate compiled "
+        "groups. Results: an xarray Dataset written as netCDF (load it with "
+        "ssm_jax.sweep.load). Started again with the same command, an interrupted sweep "
+        "finishes only the missing chunks.",
+    )
+    sweepable = set(sweeping.sweepable_fields())
+    group = parser.add_argument_group("run configuration (lists allowed where marked [list])")
+    for opt in SIMULATE_OPTIONS:
+        default = opt.default
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        mark = " [list]" if opt.field in sweepable else ""
+        group.add_argument(opt.flag, dest=opt.field, default=None, metavar="VALUE",
+                           help=f"{opt.help}{mark} (default: {shown})")
+    group.add_argument("--seeds", type=int, default=None, metavar="N",
+                       help="sweep over seeds 0..N-1 (instead of --seed)")
+    group.add_argument("--x64", action="store_true", default=None, help="compute in float64")
+    parser.add_argument("--config", metavar="FILE.toml",
+                        help="read options from a TOML file (keys are option names, lists "
+                        "are swept; command-line options win)")
+    parser.add_argument("--out", metavar="PATH",
+                        help="netCDF file to write (finished chunks go to PATH.parts/ until "
+                        "the sweep is complete); without it the results are only summarised")
+    run_group = parser.add_argument_group("execution")
+    run_group.add_argument("--chunk-size", type=int, default=None, metavar="N",
+                           help="runs per chunk (default: chosen from --memory-budget)")
+    run_group.add_argument("--memory-budget", default="1G", metavar="SIZE",
+                           help="device memory per device for one chunk, e.g. 512M, 4G "
+                           "(default: 1G)")
+    run_group.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run_group.add_argument("--distributed", action="store_true",
+                           help="call jax.distributed.initialize() first and share the chunks "
+                           "between the processes (hosts); needs a shared filesystem for PATH")
+    run_group.add_argument("--coordinator", metavar="HOST:PORT",
+                           help="jax.distributed coordinator address (with --distributed, when "
+                           "not detected from SLURM/Open MPI/TPU)")
+    run_group.add_argument("--num-processes", type=int, metavar="P",
+                           help="jax.distributed number of processes")
+    run_group.add_argument("--process-id", type=int, metavar="I",
+                           help="jax.distributed id of this process")
+    parser.set_defaults(handler=run)
+
+
+def options_of(args) -> dict:
+    """Option values from --config FILE, overridden by those given on the command line."""
+    values = sweeping.read_config_file(args.config) if args.config else {}
+    if args.seed is not None and args.seeds is not None:
+        raise ConfigError("give either --seed (a value or a list) or --seeds N, not both")
+    for opt in SIMULATE_OPTIONS:
+        given = getattr(args, opt.field)
+        if given is not None:
+            values.pop(opt.flag.lstrip("-"), None)
+            values[opt.field] = given
+    if args.seed is not None:
+        values.pop("seeds", None)
+    if args.seeds is not None:
+        values.pop("seed", None)
+        values["seeds"] = args.seeds
+    if args.x64:
+        values["x64"] = True
+    return values
+
+
+def run(args) -> int:
+    import jax
+
+    options = options_of(args)
+    sweep = sweeping.sweep_from_options(options)
+    if args.distributed:
+        jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    elif any(v is not None for v in (args.coordinator, args.num_processes, args.process_id)):
+        raise ConfigError("--coordinator, --num-processes and --process-id need --distributed")
+    plan = sweeping.plan(sweep, chunk_size=args.chunk_size, memory_budget=args.memory_budget)
+    shape = " x ".join(f"{d} {n}" for d, n in zip(sweep.dims, sweep.shape, strict=True))
+    print(f"sweep: {sweep.size} runs ({shape or 'one configuration'}); "
+          f"{len(plan.groups)} compiled group(s); {len(plan.chunks)} chunk(s) of up to "
+          f"{plan.chunk_size} runs (~{plan.run_bytes / 2**10:.0f} KiB per run estimated) on "
+          f"{jax.local_device_count()} device(s)", flush=True)
+    start = time.perf_counter()
+    ds = sweeping.run(sweep, args.out, chunk_size=plan.chunk_size,
+                      progress=not args.no_progress)
+    if ds is None:  # a process other than 0 of a distributed sweep
+        print(f"process {jax.process_index()}: its chunks are done; process 0 writes {args.out}")
+        return 0
+    elapsed = time.perf_counter() - start
+    print(f"done in {elapsed:.1f} s ({sweep.size / elapsed:.1f} runs/s)")
+    delay = sweeping.delay_ratio(ds)
+    if delay.notnull().any():
+        print(f"minority/majority learn-time ratio: min {float(delay.min()):.3g}, "
+              f"median {float(delay.median()):.3g}, max {float(delay.max()):.3g}")
+    if args.out:
+        print(f"wrote {args.out}")
+    diverged = int(ds["diverged"].sum())
+    if diverged:
+        first = np.argwhere(ds["diverged"].values)[0] if sweep.dims else []
+        where = ", ".join(f"{d}={ds[d].values[i]}" for d, i in zip(sweep.dims, first,
+                                                                     strict=True))
+        print(f"ssm-jax sweep: {diverged} of {sweep.size} runs diverged (flagged in the "
+              f"`diverged` variable; first: {where or 'the run'}); try a smaller --lr",
+              file=sys.stderr)
+        return EXIT_DIVERGED
+    return 0
