@@ -122,6 +122,8 @@ SIMULATE_OPTIONS: list[Option] = [
     Option("--stop-metric", "stop_metric", str, "stop the flow when this metric crosses "
            "--stop-at (accuracies rising, loss falling)", STOP_METRICS),
     Option("--stop-at", "stop_at", float, "threshold of --stop-metric"),
+    Option("--reduced", "reduced", str, "exact reduced simulator for squared loss (cost "
+           "independent of n): auto (where cheaper), on, off", ("auto", "on", "off")),
 ]
 
 

@@ -122,6 +122,8 @@ class Config:
     adjoint: str = "recursive"
     stop_metric: str | None = None
     stop_at: float | None = None
+    # Exact reduced simulator for squared loss (ssm_jax.reduced, docs/performance.md).
+    reduced: str = "auto"
 
     def __post_init__(self) -> None:
         validate(self)
@@ -203,6 +205,7 @@ def validate(cfg: Config) -> None:
     if not isinstance(cfg.geometry, bool):
         raise ConfigError(f"geometry={cfg.geometry!r} must be true or false")
     validate_flow(cfg)
+    validate_reduced(cfg)
     # Shape checks that need the class counts.
     from .problem import class_counts_of
 
@@ -247,3 +250,18 @@ def validate_flow(cfg: Config) -> None:
         _finite("stop_at", cfg.stop_at, low=0.0, strict=True)
     else:
         _finite("stop_at", cfg.stop_at, low=0.0, strict=True, high=1.0)
+
+
+REDUCED_MODES = ("auto", "on", "off")
+
+
+def validate_reduced(cfg: Config) -> None:
+    """``reduced``: 'auto' (use the exact reduced simulator where it applies and is cheaper),
+    'on' (always; an error where it does not apply) or 'off'."""
+    _choice("reduced", cfg.reduced, REDUCED_MODES)
+    if cfg.reduced == "on":
+        from .reduced import why_not
+
+        reason = why_not(cfg)
+        if reason is not None:
+            raise ConfigError(f"reduced='on' does not apply to {reason}")

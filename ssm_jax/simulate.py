@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from . import losses, metrics, model
+from . import losses, metrics, model, reduced
 from .config import Config
 from .dynamics import discrete, flow
 from .problem import Problem, class_counts_of, make_problem
@@ -54,6 +54,7 @@ class Spec:
     adjoint: str = "recursive"
     stop_metric: str | None = None
     stop_at: float | None = None
+    reduced: str = "auto"  # exact reduced simulator for squared loss (ssm_jax.reduced)
 
 
 class Numeric(NamedTuple):
@@ -209,6 +210,9 @@ def trajectory(spec: Spec, problem: Problem, numeric: Numeric, key: PRNGKeyArray
     params0 = initial_params(spec, problem, numeric, omega, key)
     objective = objective_fn(spec, problem, numeric, omega)
     observe = observe_fn(spec, problem, numeric, omega)
+    if reduced.use_reduced(spec, problem):  # same run, O(k^2 d^2) per step (docs/performance.md)
+        params0, objective, observe = reduced.reduce(spec, problem, numeric, omega, params0,
+                                                     observe)
     if spec.method == "flow":
         seen, t, diverged_step, stats = flow_run(spec, numeric, objective, observe, params0)
         return finish(spec, t, seen, omega, diverged_step)._replace(flow=stats)
