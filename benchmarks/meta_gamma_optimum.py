@@ -30,9 +30,9 @@ from ssm_jax.config import Config
 from ssm_jax.simulate import numeric_of, problem_of, spec_of, trajectory
 
 SETTINGS = {  # parametrisation -> (lr, stopping times)
-    "sample": (4.0, (160, 200, 300, 400, 600, 800)),
-    "class": (0.4, (16, 20, 30, 40, 60, 80)),
-    "whitened": (4.0, (160, 200, 300, 400, 600, 800)),
+    "sample": (4.0, (200, 300, 400, 800)),
+    "class": (0.4, (20, 30, 40, 80)),
+    "whitened": (4.0, (200, 300, 400, 800)),
 }
 GAMMAS = np.round(np.arange(-1.0, 3.0001, 0.05), 4)
 

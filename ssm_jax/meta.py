@@ -33,8 +33,9 @@ Gradients (the names of ``--wrt``) are taken at the configuration's values:
   ``weighting='explicit'``); its gradient is a list, one entry per class.
 * ``ratio``: the examples stay fixed (labels, number of examples per class) and only the
   class counts that enter the weights and their normalisation are moved, through the
-  smooth counts of :func:`ssm_jax.problem.continuous_counts` (no rounding). Under ERM the
-  weights do not depend on the counts, so this gradient is 0.
+  smooth counts of :func:`ssm_jax.problem.continuous_counts` (no rounding); for the
+  logit-adjusted losses (``la``, ``vs``) the priors move with them too. Under ERM with
+  ``mse``/``ce`` the run does not depend on these counts, so this gradient is 0.
 * ``t1``, the stopping time T, at fixed ``lr``. For a discrete run (time ``t = lr × step``)
   we define the run at non-grid times by the straight line from each iterate along its
   next update, :math:`\theta(T + s) = \theta_N + (s/\mathrm{lr})\,u_N` for
@@ -74,6 +75,7 @@ from .simulate import (
     numeric_of,
     objective_fn,
     omega_of,
+    per_example_loss,
     problem_of,
     spec_of,
 )
@@ -115,12 +117,15 @@ def smooth_margin_score(outputs: Float[Array, "k n"], problem: Problem,
     return jax.nn.sigmoid((own - jnp.max(others, axis=0)) / temperature)
 
 
-def objective_value(name: str, outputs: Float[Array, "k n"], problem: Problem, loss: str,
+def objective_value(name: str, outputs: Float[Array, "k n"], problem: Problem, per_example,
                     temperature: float = DEFAULT_TEMPERATURE) -> Float[Array, ""]:
-    """The meta-objective ``name`` (see the module docstring) of outputs at T."""
+    """The meta-objective ``name`` (see the module docstring) of outputs at T.
+
+    ``per_example``: ``(outputs, onehot) -> (n,)``, the run's per-example training loss
+    (:func:`ssm_jax.simulate.per_example_loss`)."""
     onehot = problem.onehot()
     if name in ("balanced_loss", "minority_loss"):
-        per_class = losses.class_means(losses.per_example(loss)(outputs, onehot), onehot)
+        per_class = losses.class_means(per_example(outputs, onehot), onehot)
         if name == "balanced_loss":
             return jnp.mean(per_class)
         return _masked_mean(per_class, minority_mask(problem))
@@ -173,7 +178,8 @@ def value(spec: Spec, problem: Problem, numeric: Numeric, key: PRNGKeyArray, *,
     params, omega, diverged = final_params(spec, problem, numeric, key, t_offset)
     feats = model.features(params, problem, omega, spec.parametrization)
     outputs = model.outputs(params, feats)
-    return objective_value(objective, outputs, problem, spec.loss, temperature), diverged
+    per_example = per_example_loss(spec, problem, numeric)
+    return objective_value(objective, outputs, problem, per_example, temperature), diverged
 
 
 def value_and_grad(spec: Spec, problem: Problem, numeric: Numeric, key: PRNGKeyArray, *,

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ssm_jax import meta, model
+from ssm_jax import meta
 from ssm_jax.cli import main
 from ssm_jax.config import Config, ConfigError
 from ssm_jax.problem import continuous_counts
@@ -22,30 +22,39 @@ from ssm_jax.problem import continuous_counts
 SMALL = dict(k_major=2, k_minor=2, n_major=12, ratio=4.0, dim=6, saves=2, x64=True)
 
 # (config, objective, wrt): together every loss, parametrisation, weighting, optimiser and
-# objective, and every gradient name.
+# objective, and every gradient name. The three aligned squared-loss GD cases also have an
+# exact closed form (test_aligned_gd_runs_equal_the_exact_recursion).
 CASES = {
-    "mse-sample-gd": (
+    "mse-sample-gd-aligned": (
         Config(loss="mse", parametrization="sample", method="gd", weighting="power",
-               gamma=0.3, weight_decay=0.01, init_scale=0.05, lr=1.5, steps=16, **SMALL),
+               gamma=0.3, weight_decay=0.01, init="aligned", init_scale=0.05, lr=1.5,
+               steps=16, **SMALL),
         "balanced_loss", ("gamma", "ratio", "init_scale", "lr", "weight_decay", "t1"),
     ),
-    "ce-class-momentum": (
-        Config(loss="ce", parametrization="class", method="momentum", momentum=0.5,
-               weighting="explicit", weights=(1.0, 0.8, 2.0, 1.5), bias=True, init="aligned",
-               init_scale=0.1, lr=0.6, steps=16, **SMALL),
-        "minority_loss", ("weights", "momentum", "lr", "init_scale", "ratio", "t1"),
+    "mse-class-gd-aligned": (
+        Config(loss="mse", parametrization="class", method="gd", weighting="explicit",
+               weights=(1.0, 0.8, 2.0, 1.5), init="aligned", init_scale=0.1, lr=0.2,
+               steps=16, **SMALL),
+        "minority_loss", ("weights", "ratio", "init_scale", "lr", "t1"),
     ),
-    "mse-whitened-adam": (
-        Config(loss="mse", parametrization="whitened", method="adam", weighting="effective",
-               beta=0.9, init_scale=0.1, lr=0.03, steps=16, **SMALL),
+    "mse-whitened-gd-aligned": (
+        Config(loss="mse", parametrization="whitened", method="gd", weighting="effective",
+               beta=0.9, init="aligned", init_scale=0.1, lr=1.5, steps=16, **SMALL),
         "own_output_gap", ("beta", "ratio", "init_scale", "lr", "t1"),
     ),
-    "ce-sample-gd-accuracy": (
-        Config(loss="ce", parametrization="sample", method="gd", weighting="power", gamma=0.5,
-               weight_decay=0.02, init_scale=0.1, lr=1.0, steps=16, **SMALL),
-        "balanced_accuracy", ("gamma", "ratio", "weight_decay", "t1"),
+    "ce-sample-momentum-bias": (
+        Config(loss="ce", parametrization="sample", method="momentum", momentum=0.5,
+               weighting="power", gamma=0.5, weight_decay=0.02, bias=True, init_scale=0.1,
+               lr=0.6, steps=16, **SMALL),
+        "balanced_accuracy", ("gamma", "momentum", "ratio", "weight_decay", "lr", "t1"),
+    ),
+    "ce-class-adam": (
+        Config(loss="ce", parametrization="class", method="adam", weighting="explicit",
+               weights=(1.0, 0.8, 2.0, 1.5), init_scale=0.1, lr=0.05, steps=16, **SMALL),
+        "balanced_loss", ("weights", "init_scale", "lr", "t1"),  # Adam: ratio only rescales
     ),
 }
+ALIGNED = [name for name in CASES if name.endswith("aligned")]
 
 NUMERIC_STEP = 1e-5
 
@@ -135,7 +144,7 @@ def test_discrete_gradients_match_central_differences(routes, name):
 
 
 def test_vmapped_gradients_equal_single_calls_and_the_cli(routes, tmp_path):
-    cfg, objective, wrt, out, _ = routes("mse-sample-gd")
+    cfg, objective, wrt, out, _ = routes("mse-sample-gd-aligned")
     single = meta.gradient(cfg, objective, wrt)
     assert float(out.value[0]) == pytest.approx(float(single.value), rel=1e-12)
     for target in wrt:
@@ -144,7 +153,8 @@ def test_vmapped_gradients_equal_single_calls_and_the_cli(routes, tmp_path):
     path = tmp_path / "grad.json"
     argv = ["grad", "--x64", "--loss", "mse", "--k-major", "2", "--k-minor", "2",
             "--n-major", "12", "--ratio", "4", "--dim", "6", "--weighting", "power",
-            "--gamma", "0.3", "--weight-decay", "0.01", "--init-scale", "0.05", "--lr", "1.5",
+            "--gamma", "0.3", "--weight-decay", "0.01", "--init", "aligned",
+            "--init-scale", "0.05", "--lr", "1.5",
             "--t1", "24", "--saves", "2", "--objective", objective, "--wrt", ",".join(wrt),
             "--json", str(path)]
     assert main(argv) == 0
@@ -160,7 +170,7 @@ def test_vmapped_gradients_equal_single_calls_and_the_cli(routes, tmp_path):
 def test_time_derivative_is_the_interpolation_between_steps(routes):
     """The value at T + lr along the update line is exactly the run with one more step
     (momentum: the line follows the optimiser's next update, not -grad L)."""
-    cfg, objective, wrt, out, points = routes("ce-class-momentum")
+    cfg, objective, wrt, out, points = routes("ce-sample-momentum-bias")
     ahead = [i for i, p in enumerate(points) if p[0][0] == "ahead"][0]
     with jax.enable_x64(True):
         spec, problem, numeric, key, _ = meta.inputs_of(cfg.replace(steps=cfg.steps + 1), wrt)
@@ -188,39 +198,60 @@ def power_weights(counts, gamma):
     return raw * jnp.sum(counts) / jnp.sum(counts * raw)
 
 
-def own_outputs_run(cfg):
-    """gamma -> own output of each class at T, through meta.final_params (the grad route)."""
-    spec, problem, numeric, key, _ = meta.inputs_of(cfg)
-
-    def own(gamma):
-        num = numeric._replace(gamma=gamma)
-        params, omega, _ = meta.final_params(spec, problem, num, key)
-        z = params["W"] @ model.features(params, problem, omega, spec.parametrization)
-        onehot = problem.onehot()
-        return (onehot * z).sum(axis=1) / onehot.sum(axis=1)
-
-    return own, problem.counts
+def raw_weights(cfg, inputs, counts):
+    """Un-normalised class weights of the aligned cases, written out by hand."""
+    if cfg.weighting == "power":
+        return counts ** (-inputs["gamma"])
+    if cfg.weighting == "explicit":
+        return inputs["weights"]
+    return (1 - inputs["beta"]) / (1 - inputs["beta"] ** counts)
 
 
-@pytest.mark.parametrize("parametrization", ["sample", "class", "whitened"])
-def test_gd_own_output_gradient_equals_exact_recursion(parametrization):
-    """Aligned squared loss, plain GD: z_{t+1} = z_t (1 - (lr r / 2)(z_t - 1))^2 exactly."""
-    lr = 2.0 if parametrization != "class" else 0.2
-    cfg = Config(loss="mse", parametrization=parametrization, init="aligned", init_scale=0.05,
-                 weighting="power", gamma=0.4, lr=lr, steps=30, **SMALL)
+def exact_objective(cfg, objective, inputs):
+    """Aligned squared loss, plain GD with weight decay lambda: every class stays a balanced
+    rank-one mode, and its own output follows exactly
+
+        z_{t+1} = z_t (1 - lr lambda - (lr r_c / 2)(z_t - 1))^2,
+
+    r_c the logistic rate of the parametrisation. The last (partial) step has size s = the
+    time offset: the line from the last iterate along its update."""
+    examples = jnp.asarray([12.0, 12.0, 3.0, 3.0])
+    smooth = continuous_counts(cfg, inputs["ratio"])
+    raw = raw_weights(cfg, inputs, smooth)
+    omega = raw * jnp.sum(smooth) / jnp.sum(smooth * raw)
+    r = rate(cfg.parametrization, omega, examples)
+    z = jnp.full((4,), 1.0) * inputs["init_scale"]
+    decay = inputs["weight_decay"]
+
+    def step(z, size):
+        return z * (1 - size * decay - 0.5 * size * r * (z - 1)) ** 2
+
+    for _ in range(cfg.steps):
+        z = step(z, inputs["lr"])
+    z = step(z, inputs["t1"])
+    if objective == "balanced_loss":
+        return jnp.mean(0.5 * (1 - z) ** 2)
+    if objective == "minority_loss":
+        return jnp.mean(0.5 * (1 - z[2:]) ** 2)
+    return jnp.mean(z[:2]) - jnp.mean(z[2:])
+
+
+@pytest.mark.parametrize("name", ALIGNED)
+def test_aligned_gd_runs_equal_the_exact_recursion(routes, name):
+    """Value and every gradient of the aligned squared-loss runs (sample, class, whitened)
+    equal those of the exact own-output recursion, differentiated by jax.grad."""
+    cfg, objective, wrt, out, _ = routes(name)
     with jax.enable_x64(True):
-        own, counts = own_outputs_run(cfg)
-
-        def recursion(gamma):
-            r = rate(parametrization, power_weights(counts, gamma), counts)
-            z = jnp.full_like(counts, 0.05)
-            for _ in range(cfg.steps):
-                z = z * (1 - 0.5 * lr * r * (z - 1)) ** 2
-            return z
-
-        gamma = jnp.asarray(0.4)
-        np.testing.assert_allclose(own(gamma), recursion(gamma), rtol=1e-10)
-        assert relative_error(jax.jacrev(own)(gamma), jax.jacfwd(recursion)(gamma)) < 1e-9
+        inputs = {"gamma": cfg.gamma, "beta": cfg.beta, "ratio": cfg.ratio,
+                  "weights": jnp.asarray(cfg.weights or (1.0,) * 4),
+                  "init_scale": cfg.init_scale, "lr": cfg.lr,
+                  "weight_decay": cfg.weight_decay, "t1": 0.0}
+        inputs = {k: jnp.asarray(v, jnp.float64) for k, v in inputs.items()}
+        value, grads = jax.value_and_grad(
+            lambda x: exact_objective(cfg, objective, x))(inputs)
+    np.testing.assert_allclose(out.value[0], value, rtol=1e-10)
+    for target in wrt:
+        assert relative_error(out.gradient[target][0], grads[target]) < 1e-8, target
 
 
 # ----------------------------------------------------------------------- gradient flow
@@ -266,7 +297,7 @@ def test_flow_gradients_match_closed_form_differences_and_both_adjoints():
 def test_learned_gamma_is_a_stationary_minimum():
     """Aligned squared loss at an early T has an interior optimal gamma; plain SGD on gamma
     (update = -rate x gradient) must stop there with a vanishing gradient."""
-    cfg, objective, _ = CASES["mse-sample-gd"]
+    cfg, objective, _ = CASES["mse-sample-gd-aligned"]
     cfg = cfg.replace(init="aligned", weight_decay=0.0, gamma=0.0)
     kwargs = dict(learning_rate=2.0, optimizer="sgd")
     result = meta.learn(cfg, objective, "gamma", iterations=30, **kwargs)
@@ -316,10 +347,11 @@ def test_grad_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, argv, needl
 
 def test_grad_of_a_diverging_run_exits_3_with_null_value(tmp_path):
     path = tmp_path / "g.json"
-    cfg, objective, wrt = CASES["mse-sample-gd"]
+    cfg, objective, wrt = CASES["mse-sample-gd-aligned"]
     argv = ["grad", "--x64", "--loss", "mse", "--k-major", "2", "--k-minor", "2",
             "--n-major", "12", "--ratio", "4", "--dim", "6", "--weighting", "power",
-            "--gamma", "0.3", "--weight-decay", "0.01", "--init-scale", "0.05", "--lr", "400",
+            "--gamma", "0.3", "--weight-decay", "0.01", "--init", "aligned",
+            "--init-scale", "0.05", "--lr", "400",
             "--steps", "16", "--saves", "2", "--objective", objective, "--wrt", ",".join(wrt),
             "--json", str(path)]
     assert main(argv) == 3
@@ -329,7 +361,7 @@ def test_grad_of_a_diverging_run_exits_3_with_null_value(tmp_path):
 
 
 def test_errors_name_the_bad_value():
-    cfg, objective, wrt = CASES["mse-sample-gd"]
+    cfg, objective, wrt = CASES["mse-sample-gd-aligned"]
     with pytest.raises(ConfigError, match="objective='nope'"):
         meta.gradient(cfg, "nope", wrt)
     with pytest.raises(ConfigError, match="learn='bias'"):
