@@ -50,6 +50,9 @@ def class_weights(
 ) -> Float[Array, " k"]:
     """Normalised per-class weights omega_c for a weighting scheme (see module docstring)."""
     counts = jnp.asarray(counts)
+    if not jnp.issubdtype(counts.dtype, jnp.floating):
+        # Integer counts would cast gamma to an integer (n_c ** -0 for gamma = 1/2).
+        counts = counts.astype(jnp.result_type(float))
     if weighting == "erm":
         return jnp.ones_like(counts)
     if weighting == "power":

@@ -55,3 +55,14 @@ def test_weights_are_differentiable_in_gamma():
 def test_unknown_weighting_raises():
     with pytest.raises(ConfigError, match="weighting='bogus'"):
         class_weights(COUNTS, "bogus")
+
+
+def test_integer_counts_give_the_same_weights_as_float_counts():
+    """Integer counts (e.g. a tuple from class_counts_of) must not truncate gamma."""
+    counts = (40, 40, 4, 4)
+    for weighting, gamma in (("power", 0.5), ("power", 1.0), ("effective", 0.0)):
+        np.testing.assert_allclose(class_weights(np.array(counts), weighting, gamma),
+                                   class_weights(np.array(counts, float), weighting, gamma),
+                                   rtol=1e-6)
+    w = class_weights(np.array(counts), "power", 0.5)
+    np.testing.assert_allclose(w[2] / w[0], np.sqrt(10.0), rtol=1e-6)
