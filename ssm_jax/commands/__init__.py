@@ -14,3 +14,6 @@ MODULES += [sweep, plot]
 from . import geometry  # noqa: E402
 
 MODULES += [geometry]
+from . import digits  # noqa: E402
+
+MODULES += [digits]
