@@ -159,7 +159,8 @@ def validate(cfg: Config) -> None:
         for c in cfg.counts:
             if isinstance(c, bool) or not isinstance(c, int) or c < 1:
                 raise ConfigError(
-                    f"counts={list(cfg.counts)!r}: every count must be a positive integer, got {c!r}"
+                    f"counts={list(cfg.counts)!r}: every count must be a positive integer, "
+                    f"got {c!r}"
                 )
     elif cfg.profile == "counts":
         raise ConfigError("profile='counts' needs counts=(n_1, ..., n_k)")

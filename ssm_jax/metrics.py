@@ -54,7 +54,7 @@ def posthoc_accuracy(outputs: Float[Array, "k n"], problem: Problem, tau) -> Flo
 
 
 def first_crossing(t: Float[Array, " s"], values: Float[Array, "s ..."],
-                   threshold: float = 0.5) -> Float[Array, "..."]:
+                   threshold: float = 0.5) -> Float[Array, ...]:
     """First time ``values`` reaches ``threshold``, linearly interpolated; NaN if never.
 
     ``values`` has time on axis 0 and any trailing shape (e.g. classes)."""

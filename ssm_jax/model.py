@@ -42,7 +42,8 @@ def features(params: Params, problem: Problem, omega: Float[Array, " k"],
         # A class of weight zero has no loss, so its features are simply G.
         return params["H"] / jnp.where(root > 0, root, 1.0)
     raise ConfigError(
-        f"parametrization={parametrization!r} is not one of {', '.join(map(repr, PARAMETRIZATIONS))}"
+        f"parametrization={parametrization!r} is not one of "
+        f"{', '.join(map(repr, PARAMETRIZATIONS))}"
     )
 
 

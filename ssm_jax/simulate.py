@@ -338,7 +338,9 @@ def write_json(data: dict, path) -> None:
 
 
 def simulate(cfg: Config, key: PRNGKeyArray | None = None) -> Result:
-    """Run one configuration (in float64 when ``cfg.x64``). ``key`` defaults to ``PRNGKey(cfg.seed)``."""
+    """Run one configuration (in float64 when ``cfg.x64``).
+
+    ``key`` defaults to ``PRNGKey(cfg.seed)``."""
     with jax.enable_x64(cfg.x64):
         key = jax.random.PRNGKey(cfg.seed) if key is None else key
         traj = trajectory_jit(spec_of(cfg), problem_of(cfg), numeric_of(cfg), key)

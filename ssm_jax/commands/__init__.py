@@ -1,19 +1,8 @@
 """Subcommands of ``ssm-jax``: each module has ``register(subparsers)``.
 
-Add a subcommand by writing a module here and listing it in ``MODULES``.
+Add a subcommand by writing a module here and listing it in ``MODULES`` (help order).
 """
 
-from . import demo, simulate
-from . import grad, meta
+from . import demo, digits, geometry, grad, meta, plot, simulate, sweep
 
-MODULES = [simulate, demo]
-MODULES += [grad, meta]
-from . import plot, sweep  # noqa: E402
-
-MODULES += [sweep, plot]
-from . import geometry  # noqa: E402
-
-MODULES += [geometry]
-from . import digits  # noqa: E402
-
-MODULES += [digits]
+MODULES = [simulate, demo, sweep, plot, grad, meta, geometry, digits]

@@ -121,7 +121,8 @@ def run(
             keep = lambda new, old: jnp.where(active, new, old)  # noqa: E731
             new_params = jax.tree.map(keep, new_params, params)
             new_state = jax.tree.map(keep, new_state, state)
-        return (new_params, new_state, count + jnp.asarray(active, count.dtype), diverged, gap), None
+        count = count + jnp.asarray(active, count.dtype)
+        return (new_params, new_state, count, diverged, gap), None
 
     def interval(carry, gap):
         params, state, count, diverged = carry
