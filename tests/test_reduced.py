@@ -1,0 +1,164 @@
+"""The exact reduced simulator (ssm_jax.reduced) against the per-example simulator.
+
+Every saved variable must agree to 1e-6 in float64 (in practice ~1e-12), with padding,
+bias, weight decay, class weighting, momentum, the whitened parametrisation, classes with
+fewer examples than dimensions, gradient flow, and gradients through the whole run.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ssm_jax import reduced
+from ssm_jax.cli import main
+from ssm_jax.config import Config, ConfigError
+from ssm_jax.problem import make_problem
+
+from conftest import tree_allclose
+
+simulate = importlib.import_module("ssm_jax.simulate")
+
+TOL = dict(rtol=1e-6, atol=1e-9)
+
+CASES = {
+    # padded problem, bias, weight decay, power weights, parameters kept at every save
+    "sample_padded": dict(n_major=24, ratio=3, dim=6, weighting="power", gamma=1.0, bias=True,
+                          weight_decay=1e-3, init_scale=0.1, lr=2.0, steps=60, saves=7,
+                          keep_params=True),
+    # whitened features, momentum, effective-number weights, and minority classes with
+    # fewer examples than dimensions (singular class scatter)
+    "whitened_momentum": dict(k_major=2, k_minor=3, n_major=30, ratio=10, dim=8,
+                              parametrization="whitened", weighting="effective", beta=0.9,
+                              method="momentum", momentum=0.8, lr=0.5, init_scale=0.1,
+                              steps=60, saves=7, bias=True),
+    # aligned initialisation: every class scatter is zero
+    "aligned": dict(k_major=2, k_minor=2, n_major=20, ratio=4, dim=6, init="aligned",
+                    init_scale=0.05, weighting="power", gamma=1.0, steps=60, saves=7),
+}
+
+
+def run(cfg: Config, mode: str, n_pad: int | None = None):
+    spec = simulate.spec_of(cfg.replace(reduced=mode))
+    problem = simulate.problem_of(cfg, n_pad)
+    return simulate.trajectory_jit(spec, problem, simulate.numeric_of(cfg),
+                                   jax.random.PRNGKey(cfg.seed))
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_reduced_equals_per_example(name, x64):
+    cfg = Config(x64=True, **CASES[name])
+    n = sum(simulate.class_counts_of(cfg))
+    n_pad = n + 7 if name == "sample_padded" else None
+    fast = run(cfg, "on", n_pad)
+    slow = run(cfg, "off")
+    if n_pad is not None:  # padded columns of the kept features are zero; drop them
+        fast = fast._replace(params={**fast.params, "H": fast.params["H"][:, :, :n]})
+        np.testing.assert_array_equal(run(cfg, "on", n_pad).params["H"][:, :, n:], 0.0)
+    tree_allclose(fast, slow, **TOL)
+    assert int(slow.diverged_step) == -1
+    # the run learns something, so the comparison is not between two constant trajectories
+    assert float(slow.loss[-1]) < 0.9 * float(slow.loss[0])
+
+
+def test_flow_equals_per_example(x64):
+    cfg = Config(x64=True, n_major=16, ratio=4, dim=5, method="flow", lr=1.0, steps=40,
+                 saves=5, rtol=1e-10, atol=1e-12, bias=True, init_scale=0.1)
+    fast, slow = run(cfg, "on"), run(cfg, "off")
+    assert fast.flow is not None
+    tree_allclose(fast._replace(flow=None), slow._replace(flow=None), rtol=1e-6, atol=1e-8)
+
+
+def test_float32_agrees_closely():
+    cfg = Config(n_major=40, ratio=8, dim=16, steps=100, saves=5, weighting="power", gamma=0.5,
+                 init_scale=0.1)
+    fast, slow = run(cfg, "on"), run(cfg, "off")
+    assert fast.loss.dtype == jnp.float32
+    np.testing.assert_allclose(fast.own_output, slow.own_output, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(fast.loss, slow.loss, rtol=1e-4)
+    np.testing.assert_allclose(fast.per_class_accuracy, slow.per_class_accuracy, atol=1e-6)
+
+
+def test_gradient_through_run_equals_per_example(x64):
+    """d(balanced final loss)/d(gamma, init_scale, lr) through 40 steps, both simulators."""
+    cfg = Config(x64=True, n_major=20, ratio=4, dim=5, weighting="power", gamma=0.5,
+                 lr=2.0, steps=30, saves=3, init_scale=0.1)
+    problem = simulate.problem_of(cfg)
+    key = jax.random.PRNGKey(0)
+
+    def balanced_loss(numeric, mode):
+        traj = simulate.trajectory(simulate.spec_of(cfg.replace(reduced=mode)), problem,
+                                   numeric, key)
+        return jnp.mean(traj.per_class_loss[-1])
+
+    numeric = simulate.numeric_of(cfg)
+    grads = {mode: jax.jit(jax.grad(balanced_loss), static_argnums=1)(numeric, mode)
+             for mode in ("on", "off")}
+    for field in ("gamma", "init_scale", "lr"):
+        a, b = getattr(grads["on"], field), getattr(grads["off"], field)
+        assert abs(float(b)) > 1e-6, field  # a real dependence
+        np.testing.assert_allclose(a, b, rtol=1e-6, err_msg=field)
+
+
+def test_divergence_reported_the_same(x64):
+    cfg = Config(x64=True, n_major=20, ratio=2, dim=4, lr=60.0, steps=40, saves=5)
+    fast, slow = run(cfg, "on"), run(cfg, "off")
+    assert int(slow.diverged_step) >= 0
+    assert int(fast.diverged_step) == int(slow.diverged_step)
+
+
+def test_step_cost_does_not_grow_with_n(x64):
+    """The compiled reduced step's flop count is the same for n = 100 and n = 10,000."""
+    cfg = Config(x64=True, dim=8)
+    spec = simulate.spec_of(cfg)
+    flops = {}
+    for n_major in (10, 1000):
+        problem = make_problem((n_major,) * 10)
+        numeric = simulate.numeric_of(cfg)
+        omega = simulate.omega_of(spec, problem, numeric)
+        state = {"W": jnp.ones((10, 8)), "Y": jnp.ones((10, 8, 8)), "nu": jnp.ones((10, 8))}
+        constants = (problem.example_counts(), None)  # the objective uses the counts only
+        objective = reduced.objective_fn(spec, problem, numeric, omega, constants)
+        compiled = jax.jit(jax.grad(objective)).lower(state).compile()
+        cost = compiled.cost_analysis()
+        cost = cost[0] if isinstance(cost, list) else cost
+        flops[n_major] = cost["flops"]
+    assert flops[10] == flops[1000] > 0
+
+
+def test_lower_inverse_and_shifted_cholesky(x64):
+    A = jax.random.normal(jax.random.PRNGKey(1), (3, 7, 4))
+    scatter = A @ A.transpose(0, 2, 1)  # rank 4 < 7: singular
+    L = jax.jit(reduced.shifted_cholesky)(scatter)
+    assert bool(jnp.all(jnp.isfinite(L)))
+    np.testing.assert_allclose(L @ L.transpose(0, 2, 1), scatter, atol=1e-12)
+    inverse = jax.jit(reduced.lower_inverse)(L)
+    np.testing.assert_allclose(inverse @ L, np.broadcast_to(np.eye(7), (3, 7, 7)), atol=1e-6)
+    full = jnp.linalg.cholesky(scatter[0] + jnp.eye(7))
+    np.testing.assert_allclose(jax.jit(reduced.lower_inverse)(full), jnp.linalg.inv(full),
+                               atol=1e-12)
+
+
+def test_auto_mode_and_errors():
+    big, small = make_problem((500,) * 10), make_problem((20,) * 10)
+    spec = simulate.spec_of(Config(dim=16))
+    assert reduced.use_reduced(spec, big)  # 2 k d = 320 < n = 5000
+    assert not reduced.use_reduced(spec, small)
+    assert not reduced.use_reduced(simulate.spec_of(Config(dim=16, reduced="off")), big)
+    for other in (dict(loss="ce"), dict(method="adam"), dict(parametrization="class")):
+        assert not reduced.use_reduced(simulate.spec_of(Config(dim=16, **other)), big)
+        with pytest.raises(ConfigError, match="reduced='on' does not apply"):
+            Config(reduced="on", **other)
+    with pytest.raises(ConfigError, match="reduced='maybe' is not one of"):
+        Config(reduced="maybe")
+
+
+def test_cli_reduced_option(tmp_path, capsys):
+    out = tmp_path / "run.json"
+    assert main(["simulate", "--reduced", "on", "--loss", "ce", "--json", str(out)]) == 2
+    assert not out.exists()
+    assert "reduced='on' does not apply to loss='ce'" in capsys.readouterr().err
