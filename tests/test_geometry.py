@@ -136,3 +136,28 @@ def test_geometry_command(tmp_path):
     assert np.shape(recorded["classifier_cosine"]) == (3, 4, 4) and len(recorded["nc1"]) == 3
     assert main(args + ["--out", str(tmp_path / "bad"), "--weight-decays", "0,0.1"]) == 2
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("counts", [(6, 6, 2, 2), (10, 5, 3, 1, 1)])
+def test_geometry_seli_agrees_with_theory_seli(x64, counts):
+    """The jittable SELI targets used as training metrics (geometry) and the float64
+    reference of the theory module are two computations of one geometry: they must agree."""
+    from ssm_jax import theory
+
+    reference = theory.seli(counts)
+    w_norms, h_norms = geometry.seli_norms(jnp.asarray(counts, float))
+    scale_w = reference.classifier_norms[0] / w_norms[0]
+    scale_h = reference.feature_norms[0] / h_norms[0]
+    np.testing.assert_allclose(np.asarray(w_norms) * scale_w, reference.classifier_norms,
+                               rtol=1e-10)
+    np.testing.assert_allclose(np.asarray(h_norms) * scale_h, reference.feature_norms,
+                               rtol=1e-10)
+    gram = np.asarray(geometry.seli_classifier_gram(jnp.asarray(counts, float)))
+    np.testing.assert_allclose(gram * scale_w**2, reference.classifier_gram, atol=1e-10)
+    # And the explicit configuration realises the theory's Gram matrices.
+    W, H, labels = geometry.seli_configuration(counts, dim=len(counts) + 1)
+    np.testing.assert_allclose(np.asarray(W @ W.T), reference.classifier_gram, atol=1e-10)
+    first = np.searchsorted(np.asarray(labels), np.arange(len(counts)))
+    class_features = np.asarray(H)[:, first]
+    np.testing.assert_allclose(class_features.T @ class_features, reference.feature_gram,
+                               atol=1e-10)
