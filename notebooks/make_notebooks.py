@@ -273,9 +273,10 @@ PAPER_STORY = [
     ## 2. ERM learns the majorities first; reweighting learns them together
 
     A realistic start: gaussian initialisation of standard deviation $10^{-3}$. The
-    minority own outputs reach 1/2 about $\\sqrt{10}$ times later under ERM. `theory.
-    learning_time_ratios` predicts the ratio from the rates and the effective initial
-    outputs of each mode (the plain rate ratio, $r_{maj}/r_{min}$, ignores the latter).
+    minority own outputs reach 1/2 about $\\sqrt{10}$ times later under ERM.
+    `theory.learning_time_ratios` predicts the ratio from the rates and the effective
+    initial outputs of each mode (the plain rate ratio, $r_{maj}/r_{min}$, ignores the
+    latter).
     """),
     code("""
     gauss = {g: simulate(base.replace(gamma=g)) for g in gammas}
