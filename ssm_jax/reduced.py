@@ -105,18 +105,18 @@ def scales(spec, omega: Float[Array, " k"]) -> Float[Array, " k"]:
 
 
 def lower_inverse(L: Float[Array, "... d d"]) -> Float[Array, "... d d"]:
-    """Inverse of lower-triangular matrices by blocks, ``[[A, 0], [B, C]]^{-1} =
-    [[A^{-1}, 0], [-C^{-1} B A^{-1}, C^{-1}]]``, in matrix products only (on CPU, LAPACK's
-    batched triangular solve and LU are orders of magnitude slower for small matrices)."""
+    """Inverse of lower-triangular matrices by forward substitution, one row per iteration
+    of a ``fori_loop`` (LAPACK's batched triangular solve is very slow on CPU for small
+    matrices, and an unrolled blocked inverse is slow to compile)."""
     d = L.shape[-1]
-    if d == 1:
-        return 1.0 / L
-    h = d // 2
-    A_inv = lower_inverse(L[..., :h, :h])
-    C_inv = lower_inverse(L[..., h:, h:])
-    B = -C_inv @ L[..., h:, :h] @ A_inv
-    top = jnp.concatenate([A_inv, jnp.zeros(L.shape[:-2] + (h, d - h), L.dtype)], axis=-1)
-    return jnp.concatenate([top, jnp.concatenate([B, C_inv], axis=-1)], axis=-2)
+    eye = jnp.broadcast_to(jnp.eye(d, dtype=L.dtype), L.shape)
+
+    def row(j, X):
+        # rows >= j of X are still zero, so L[j] @ X sums over the rows already solved
+        value = (eye[..., j, :] - jnp.einsum("...i,...ie->...e", L[..., j, :], X))
+        return X.at[..., j, :].set(value / L[..., j, j][..., None])
+
+    return jax.lax.fori_loop(0, d, row, jnp.zeros_like(L))
 
 
 SHIFT_LADDER = (2.0, 32.0, 512.0, 8192.0, 131072.0)
@@ -143,7 +143,7 @@ def shifted_cholesky(scatter: Float[Array, "k d d"]) -> Float[Array, "k d d"]:
 
 
 def reduce_params(spec, problem: Problem, omega, params0):
-    """The reduced state ``{"W", "Y" (k, d, d), "nu" (k, d), ["b"]}`` of full initial
+    """The reduced state ``{"W", "Y" (d, k, d), "nu" (k, d), ["b"]}`` of full initial
     parameters, and the constants ``(counts (k,), R (n_pad, d))`` (module docstring).
 
     With ``C_c = L_c L_c^T - delta_c I`` (Cholesky of the class-c scatter of the trained
@@ -163,7 +163,9 @@ def reduce_params(spec, problem: Problem, omega, params0):
     L = shifted_cholesky(scatter)
     # R_i = L_{y_i}^{-1} (x_i - mu_{y_i}).
     R = jnp.sum((lower_inverse(L) @ centred) * onehot[:, None, :], axis=0).T
-    state = {"W": params0["W"], "Y": L, "nu": (mean * jnp.sqrt(counts)).T}
+    # Y[:, c, :] = Y_c, stored feature-dimension first so that W @ Y is one plain GEMM.
+    state = {"W": params0["W"], "Y": jnp.transpose(L, (1, 0, 2)),
+             "nu": (mean * jnp.sqrt(counts)).T}
     if "b" in params0:
         state["b"] = params0["b"]
     return state, (counts, R)
@@ -183,7 +185,7 @@ def objective_fn(spec, problem: Problem, numeric, omega, constants):
         W, Y, nu = state["W"], state["Y"], state["nu"]
         b = state["b"] if "b" in state else jnp.zeros((k,), W.dtype)
         target = b[None, :] - jnp.eye(k, dtype=W.dtype)  # (c, k): b - e_c
-        spread = jnp.sum(jnp.einsum("kd,cde->cke", W, Y) ** 2, axis=(1, 2)) / s ** 2
+        spread = jnp.sum(jnp.einsum("kd,dce->kce", W, Y) ** 2, axis=(0, 2)) / s ** 2
         mean = jnp.sum((nu @ W.T / s[:, None] + root[:, None] * target) ** 2, axis=1)
         data = jnp.sum(omega * (spread + mean)) / (2.0 * n)
         penalty = 0.5 * numeric.weight_decay * (
@@ -197,7 +199,7 @@ def trained_features(state, problem: Problem, constants) -> Float[Array, "d n"]:
     """The per-example trained feature variable ``H`` (d x n_pad) of a reduced state."""
     counts, R = constants
     means = state["nu"] / jnp.sqrt(jnp.maximum(counts, 1.0))[:, None]  # (k, d)
-    H = jnp.einsum("nde,ne->dn", state["Y"][problem.labels], R) + means[problem.labels].T
+    H = jnp.einsum("dne,ne->dn", state["Y"][:, problem.labels], R) + means[problem.labels].T
     return H * problem.mask
 
 
@@ -216,7 +218,7 @@ def outputs(spec, state, problem: Problem, omega, constants) -> Float[Array, "k 
     counts, R = constants
     s = scales(spec, omega)
     W = state["W"]
-    WY = jnp.einsum("kd,cde->cke", W, state["Y"]) / s[:, None, None]  # (c, k, d)
+    WY = jnp.einsum("kd,dce->cke", W, state["Y"]) / s[:, None, None]  # (c, k, d)
     shift = (state["nu"] @ W.T) / (jnp.sqrt(jnp.maximum(counts, 1.0)) * s)[:, None]  # (c, k)
     every = jnp.einsum("cke,ne->ckn", WY, R) + shift[:, :, None]  # (c, k, n)
     z = jnp.einsum("ckn,cn->kn", every, problem.onehot().astype(W.dtype))
