@@ -120,7 +120,7 @@ def test_step_cost_does_not_grow_with_n(x64):
         problem = make_problem((n_major,) * 10)
         numeric = simulate.numeric_of(cfg)
         omega = simulate.omega_of(spec, problem, numeric)
-        state = {"W": jnp.ones((10, 8)), "Y": jnp.ones((10, 8, 8)), "nu": jnp.ones((10, 8))}
+        state = {"W": jnp.ones((10, 8)), "Y": jnp.ones((8, 10, 8)), "nu": jnp.ones((10, 8))}
         constants = (problem.example_counts(), None)  # the objective uses the counts only
         objective = reduced.objective_fn(spec, problem, numeric, omega, constants)
         compiled = jax.jit(jax.grad(objective)).lower(state).compile()
