@@ -1,0 +1,547 @@
+"""ssm-jax performance suite: workloads W1-W4 against baselines measured in the same run,
+the machine's roofline (peak matmul FLOP/s and streaming bandwidth), and scaling.
+
+    .venv/bin/python benchmarks/run.py            # full suite (tens of minutes on 2 cores)
+    .venv/bin/python benchmarks/run.py --quick    # smaller workloads, 1 rep: a smoke test
+    .venv/bin/python benchmarks/run.py --only roofline,w1,scaling
+
+Writes ``benchmarks/results/results.json`` (``results_<label>.json`` with ``--label``),
+``results.md`` (the Markdown table; a GPU column appears when ``results_gpu.json`` from
+``benchmarks/gpu.sh`` exists) and ``scaling.png``.
+
+Workloads (the paper sweep: step imbalance 5 + 5 classes, n_major 200, ratio in {1, 2, 5,
+10, 20, 50, 100}, gamma in {0, 0.5, 1} (power-law weights), 4 seeds = 84 runs, d = 64,
+gaussian init 0.001, lr 4, 2,000 steps, metrics every 20 steps = 101 save points):
+
+* W1 squared loss, gradient descent;  W2 the same with cross-entropy;
+* W3 d(balanced loss at the end)/d(gamma) for all 84 runs (through the whole run);
+* W4 gradient flow of W1 to the same final time t = lr x 2,000.
+
+Every time is the median of ``--reps`` repetitions. "cold" includes compilation (JAX's
+caches are cleared first), "warm" is a second call; compile = cold - warm. Baseline (a) is
+eager PyTorch (no compilation), (b) a per-configuration Python loop over a jitted JAX step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from baselines import JaxLoop, Run, scipy_flow, torch_run  # noqa: E402
+
+from ssm_jax import reduced, sweep  # noqa: E402
+from ssm_jax.config import Config  # noqa: E402
+from ssm_jax.problem import class_counts_of  # noqa: E402
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+WORKLOADS = ("w1", "w2", "w3", "w4")
+
+
+# ----------------------------------------------------------------------------- timing
+
+
+def median_time(fn, reps: int) -> tuple[float, list[float]]:
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), times
+
+
+def cold_warm(fn, reps: int) -> dict:
+    """Median over reps of (cold = caches cleared, then fn; warm = fn again)."""
+    cold, warm = [], []
+    for _ in range(reps):
+        jax.clear_caches()
+        start = time.perf_counter()
+        fn()
+        cold.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        fn()
+        warm.append(time.perf_counter() - start)
+    c, w = statistics.median(cold), statistics.median(warm)
+    return {"cold_s": c, "warm_s": w, "compile_s": max(c - w, 0.0), "cold_all": cold,
+            "warm_all": warm}
+
+
+def block(tree):
+    return jax.block_until_ready(tree)
+
+
+# --------------------------------------------------------------------------- roofline
+
+
+def roofline(quick: bool) -> dict:
+    """Measured peak: a large float32 matmul (FLOP/s) and a large streaming update
+    ``y = x + 1`` (bytes read + written per second), median of 5."""
+    size = 2048 if quick else 4096
+    a = jax.random.normal(jax.random.PRNGKey(0), (size, size), jnp.float32)
+    matmul = jax.jit(lambda x, y: x @ y)
+    block(matmul(a, a))
+    t_mm, _ = median_time(lambda: block(matmul(a, a)), 5)
+    length = (1 << 24) if quick else (1 << 26)
+    x = jnp.ones((length,), jnp.float32)
+    stream = jax.jit(lambda v: v + 1.0)
+    block(stream(x))
+    t_bw, _ = median_time(lambda: block(stream(x)), 5)
+    return {"peak_flops": 2 * size ** 3 / t_mm, "peak_bytes_per_s": 2 * 4 * length / t_bw,
+            "matmul_size": size, "stream_floats": length}
+
+
+# -------------------------------------------------------------------------- workloads
+
+
+def base_config(loss: str, quick: bool, **extra) -> Config:
+    steps = 400 if quick else 2000
+    values = dict(loss=loss, k_major=5, k_minor=5, n_major=200, dim=64, weighting="power",
+                  init="gaussian", init_scale=1e-3, method="gd", lr=4.0, steps=steps,
+                  saves=steps // 20 + 1)
+    return Config(**{**values, **extra})
+
+
+def axes(quick: bool) -> tuple[dict, int]:
+    if quick:
+        return {"ratio": [1.0, 10.0, 100.0], "gamma": [0.0, 1.0]}, 1
+    return {"ratio": [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0], "gamma": [0.0, 0.5, 1.0]}, 4
+
+
+def make(loss: str, quick: bool, **extra):
+    ax, seeds = axes(quick)
+    sw = sweep.make_sweep(base_config(loss, quick, **extra), ax, seeds=seeds)
+    runs = []
+    for i in range(sw.size):
+        cfg = sw.config(i)
+        runs.append(Run(counts=class_counts_of(cfg), gamma=cfg.gamma, seed=cfg.seed,
+                        dim=cfg.dim, loss=cfg.loss, lr=cfg.lr, steps=cfg.steps, save_every=20,
+                        init_scale=cfg.init_scale))
+    return sw, runs
+
+
+def one_batch(sw):
+    """The sweep's single group, all runs stacked: (spec, problems, numerics, keys)."""
+    the_plan = sweep.plan(sw, chunk_size=sw.size)
+    (group,) = the_plan.groups
+    problems, numerics, keys = sweep.batch_inputs(sw, group, group.runs)[:3]
+    return group, (problems, numerics, keys)
+
+
+def flops_bytes(workload: str, sw, n_pad: int, reduced_path: bool, flow_evals=None) -> dict:
+    """Analytic matrix-product flops and minimal memory traffic (parameters or reduced
+    state read and written once per step, in float32) of what the workload executes."""
+    cfg = sw.config(0)
+    k, d, steps, saves, runs = cfg.num_classes, cfg.dim, cfg.steps, cfg.saves, sw.size
+    if reduced_path:
+        step_flops = reduced.flops_per_step(k, d, n_pad, True)
+        state = k * d + k * d * d + k * d
+        save_flops = 2 * k * k * d * n_pad
+        init_flops = 4 * k * d * d * n_pad
+    else:
+        step_flops = reduced.flops_per_step(k, d, n_pad, False)
+        state = k * d + d * n_pad
+        save_flops = 2 * k * d * n_pad
+        init_flops = 0
+    evals = steps if flow_evals is None else flow_evals
+    flops = runs * (evals * step_flops + saves * save_flops + init_flops)
+    traffic = runs * evals * 2 * 4 * state
+    if workload == "w3":  # forward + backward (2x forward) of the training steps
+        flops, traffic = 3 * flops, 3 * traffic
+    return {"flops": float(flops), "bytes": float(traffic), "step_flops": step_flops,
+            "state_floats": state}
+
+
+def ssm_jax_sweep(sw):
+    return lambda: sweep.run(sw, None, progress=False)
+
+
+def workload_discrete(name: str, loss: str, args, peak: dict) -> dict:
+    sw, runs = make(loss, args.quick)
+    group, _ = one_batch(sw)
+    use = reduced.use_reduced(group.spec, sweep_problem(group))
+    out = {"runs": sw.size, "n_pad": group.n_pad, "reduced": use}
+    out["ssm_jax"] = cold_warm(ssm_jax_sweep(sw), args.reps)
+    ds = sweep.run(sw, None, progress=False)
+    ours_acc = np.asarray(ds["balanced_accuracy"]).reshape(sw.size, -1)
+    loop = JaxLoop()
+    out["jax_loop"] = cold_warm(lambda: [loop.train(r) for r in runs[:: args.stride]],
+                                args.reps)
+    out["jax_loop"]["configs_timed"] = len(runs[:: args.stride])
+    theirs = np.stack([loop.train(r) for r in runs[:3]])
+    # same initialisation as ssm-jax: the balanced accuracies agree at every save point
+    out["max_abs_diff_balanced_accuracy_vs_jax_loop"] = float(
+        np.max(np.abs(theirs - sweep_order(ds, sw)[:3])))
+    if have_torch():
+        t = torch_subprocess("run", runs[:: args.stride], args.reps)
+        out["torch"] = {"cold_s": t, "warm_s": t, "compile_s": 0.0,
+                        "configs_timed": len(runs[:: args.stride])}
+        torch_acc = np.stack([torch_run(r)[0] for r in runs[:3]])
+        # different random initialisation: final balanced accuracies agree only roughly
+        out["max_abs_diff_final_balanced_accuracy_vs_torch"] = float(
+            np.max(np.abs(torch_acc[:, -1] - sweep_order(ds, sw)[:3, -1])))
+    out["final_balanced_accuracy_mean"] = float(np.nanmean(ours_acc[:, -1]))
+    out["diverged_runs"] = int(np.asarray(ds["diverged"]).sum())
+    out["work"] = flops_bytes(name, sw, group.n_pad, use)
+    return finish(out, peak, sw.size)
+
+
+def sweep_problem(group):
+    from ssm_jax.problem import make_problem
+
+    return make_problem((1,) * group.num_classes, group.n_pad)
+
+
+def sweep_order(ds, sw) -> np.ndarray:
+    """Balanced accuracy (runs in sweep order, saves) from a sweep Dataset."""
+    rows = []
+    for i in range(sw.size):
+        point = sw.point(i)
+        sel = {sweep.dim_name(f): v for f, v in point.items() if sweep.dim_name(f) in ds.dims}
+        rows.append(np.asarray(ds["balanced_accuracy"].sel(sel)))
+    return np.stack(rows)
+
+
+def balanced_final_loss(spec, problem, numeric, key):
+    from ssm_jax.simulate import trajectory
+
+    return jnp.mean(trajectory(spec, problem, numeric, key).per_class_loss[-1])
+
+
+def workload_w3(args, peak: dict) -> dict:
+    sw, runs = make("mse", args.quick, saves=2)
+    group, inputs = one_batch(sw)
+    spec = dataclasses.replace(group.spec, remat=True)
+    grad_fn = jax.jit(jax.vmap(jax.grad(balanced_final_loss, argnums=2),
+                               in_axes=(None, 0, 0, 0)), static_argnums=0)
+    result = {}
+
+    def ours():
+        result["g"] = block(grad_fn(spec, *inputs)).gamma
+
+    use = reduced.use_reduced(spec, sweep_problem(group))
+    out = {"runs": sw.size, "n_pad": group.n_pad, "reduced": use, "remat": True}
+    out["ssm_jax"] = cold_warm(ours, args.reps)
+    loop = JaxLoop()
+    out["jax_loop"] = cold_warm(lambda: [loop.gamma_gradient(r) for r in runs[:: args.stride]],
+                                args.reps)
+    out["jax_loop"]["configs_timed"] = len(runs[:: args.stride])
+    theirs = np.asarray([loop.gamma_gradient(r) for r in runs[:4]])
+    ours_g = np.asarray(result["g"])[:4]
+    out["max_rel_diff_gradient_vs_jax_loop"] = float(np.max(np.abs(theirs - ours_g)
+                                                 / np.maximum(np.abs(theirs), 1e-6)))
+    if have_torch():
+        subset = runs[:: args.heavy_stride]
+        t = torch_subprocess("gamma_gradient", subset, args.reps)
+        out["torch"] = {"cold_s": t, "warm_s": t, "compile_s": 0.0,
+                        "configs_timed": len(subset),
+                        "note": "central finite differences (two eager runs per gradient)"}
+    out["work"] = flops_bytes("w3", sw, group.n_pad, use)
+    return finish(out, peak, sw.size)
+
+
+def workload_w4(args, peak: dict) -> dict:
+    sw, runs = make("mse", args.quick, method="flow")
+    group, inputs = one_batch(sw)
+    use = reduced.use_reduced(group.spec, sweep_problem(group))
+    out = {"runs": sw.size, "n_pad": group.n_pad, "reduced": use}
+    out["ssm_jax"] = cold_warm(ssm_jax_sweep(sw), args.reps)
+    traj = sweep.batched_trajectory(group.spec, *inputs)
+    evals = int(np.sum(np.asarray(traj.flow.num_vf_evals)) / sw.size)
+    out["vector_field_evals_per_run"] = evals
+    simulate = importlib.import_module("ssm_jax.simulate")
+
+    def per_config():
+        for i in range(0, sw.size, args.stride):
+            cfg = sw.config(i).replace(reduced="off")
+            block(simulate.trajectory_jit(simulate.spec_of(cfg), simulate.problem_of(cfg),
+                                          simulate.numeric_of(cfg),
+                                          jax.random.PRNGKey(cfg.seed)).balanced_accuracy)
+
+    out["jax_loop"] = cold_warm(per_config, args.reps)
+    out["jax_loop"]["configs_timed"] = len(range(0, sw.size, args.stride))
+    out["jax_loop"]["note"] = "per-configuration jitted diffrax solve (ssm-jax, reduced off)"
+    subset = runs[:: args.heavy_stride]
+    cfg = sw.config(0)
+    t, _ = median_time(lambda: [scipy_flow(r, cfg.lr * cfg.steps, cfg.rtol, cfg.atol)
+                                for r in subset], args.reps)
+    out["scipy"] = {"cold_s": t, "warm_s": t, "compile_s": 0.0, "configs_timed": len(subset),
+                    "note": "scipy.integrate.solve_ivp RK45 with a NumPy vector field"}
+    out["work"] = flops_bytes("w4", sw, group.n_pad, use, flow_evals=evals)
+    return finish(out, peak, sw.size)
+
+
+def finish(out: dict, peak: dict, runs: int) -> dict:
+    """Scale baselines timed on a subset to all runs (per-configuration loops: time is
+    additive; compilation, once per shape, is not scaled), speedups, and achieved rates
+    against the roofline."""
+    for name in ("jax_loop", "torch", "scipy"):
+        entry = out.get(name)
+        if entry is None or entry["configs_timed"] >= runs:
+            continue
+        factor = runs / entry["configs_timed"]
+        entry["warm_s"] *= factor
+        entry["cold_s"] = entry["warm_s"] + entry["compile_s"]
+        entry["scaled"] = f"timed on {entry['configs_timed']} of {runs} configurations"
+    ours = out["ssm_jax"]
+    for name in ("jax_loop", "torch", "scipy"):
+        if name in out:
+            out[f"speedup_vs_{name}_cold"] = out[name]["cold_s"] / ours["cold_s"]
+            out[f"speedup_vs_{name}_warm"] = out[name]["warm_s"] / ours["warm_s"]
+    work = out["work"]
+    t_compute = work["flops"] / peak["peak_flops"]
+    t_memory = work["bytes"] / peak["peak_bytes_per_s"]
+    out["roofline"] = {
+        "achieved_flops": work["flops"] / ours["warm_s"],
+        "achieved_bytes_per_s": work["bytes"] / ours["warm_s"],
+        "bound": "compute" if t_compute >= t_memory else "memory",
+        "bound_time_s": max(t_compute, t_memory),
+        "fraction_of_bound": max(t_compute, t_memory) / ours["warm_s"],
+    }
+    return out
+
+
+TORCH_CHILD = """
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+import baselines
+runs = [baselines.Run(**{**r, "counts": tuple(r["counts"])}) for r in json.loads(sys.argv[3])]
+fn = {"run": baselines.torch_run, "gamma_gradient": baselines.torch_gamma_gradient}[sys.argv[2]]
+import torch  # noqa: F401
+times = []
+for _ in range(int(sys.argv[4])):
+    start = time.perf_counter()
+    for r in runs:
+        fn(r)
+    times.append(time.perf_counter() - start)
+print(json.dumps(sorted(times)[len(times) // 2]))
+"""
+
+
+def torch_subprocess(kind: str, runs: list, reps: int) -> float:
+    """Median time of the PyTorch baseline over ``runs``, in a fresh process: JAX's CPU
+    thread pool in this process would otherwise compete with PyTorch's threads."""
+    import subprocess
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    payload = json.dumps([r.__dict__ for r in runs])
+    out = subprocess.run([sys.executable, "-c", TORCH_CHILD, here, kind, payload, str(reps)],
+                         check=True, capture_output=True, text=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def have_torch() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("torch not installed: baseline (a) skipped (pip install -e '.[bench]')",
+              file=sys.stderr)
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------------- scaling
+
+
+def scaling(args) -> dict:
+    """Warm time per step of one (batched) run, reduced and per-example, against n, d, k
+    and batch size (squared loss, gd, 200 steps, 2 saves)."""
+    import importlib
+
+    simulate = importlib.import_module("ssm_jax.simulate")
+    steps = 50 if args.quick else 200
+    grids = {"n": [100, 1000, 10000, 100000], "d": [16, 32, 64, 128], "k": [2, 5, 10, 20],
+             "batch": [1, 4, 16, 64]}
+    if args.quick:
+        grids = {key: values[:3] for key, values in grids.items()}
+    default = {"n": 2000, "d": 64, "k": 10, "batch": 1}
+    rows = []
+    for axis, values in grids.items():
+        for value in values:
+            point = {**default, axis: value}
+            k, n = point["k"], point["n"]
+            per_class = max(1, n // k)
+            cfg = Config(counts=(per_class,) * k, profile="counts", dim=point["d"],
+                         steps=steps, saves=2, lr=1.0)
+            problem = simulate.problem_of(cfg)
+            numeric = simulate.numeric_of(cfg)
+            batch = point["batch"]
+            inputs = jax.tree.map(lambda a, b=batch: jnp.stack([a] * b), (problem, numeric))
+            keys = jax.random.split(jax.random.PRNGKey(0), batch)
+            fn = jax.jit(jax.vmap(simulate.trajectory, in_axes=(None, 0, 0, 0)),
+                         static_argnums=0)
+            for mode in ("on", "off"):
+                spec = simulate.spec_of(cfg.replace(reduced=mode))
+
+                def call(spec=spec, inputs=inputs, keys=keys, fn=fn):
+                    return block(fn(spec, *inputs, keys).loss)
+
+                call()
+                t, _ = median_time(call, max(1, args.reps))
+                rows.append({"axis": axis, **point, "n": per_class * k, "reduced": mode == "on",
+                             "seconds_per_step": t / steps,
+                             "seconds_per_run_step": t / steps / batch})
+                print(f"  scaling {axis}={value} reduced={mode}: {t / steps * 1e6:.1f} us/step",
+                      file=sys.stderr)
+    return {"steps": steps, "rows": rows}
+
+
+def plot_scaling(data: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axs = plt.subplots(1, 4, figsize=(16, 3.6))
+    for ax, axis in zip(axs, ("n", "d", "k", "batch"), strict=True):
+        for use, style in ((True, "o-"), (False, "s--")):
+            rows = [r for r in data["rows"] if r["axis"] == axis and r["reduced"] == use]
+            xs = [r[axis] for r in rows]
+            ax.loglog(xs, [r["seconds_per_step"] * 1e6 for r in rows], style,
+                      label="reduced" if use else "per-example")
+        ax.set_xlabel(axis)
+        ax.set_ylabel("time per step (us)")
+        ax.grid(True, which="both", alpha=0.3)
+    axs[0].legend()
+    fig.suptitle("ssm-jax, squared loss, gradient descent: time per step (warm)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def fmt_s(x):
+    return "" if x is None else f"{x:.2f}"
+
+
+def markdown(results: dict, gpu: dict | None) -> str:
+    peak = results["roofline"]
+    lines = [
+        f"Machine: {results['machine']['cpu']} ({results['machine']['cores']} cores), "
+        f"jax {results['machine']['jax']}, device {results['machine']['device']}. "
+        f"Measured peak: {peak['peak_flops'] / 1e9:.1f} GFLOP/s (float32 matmul "
+        f"{peak['matmul_size']}^2), {peak['peak_bytes_per_s'] / 1e9:.1f} GB/s (streaming "
+        f"y = x + 1). Median of {results['reps']} reps.",
+        "",
+        "| workload | ssm-jax cold (compile) s | ssm-jax warm s | (b) JAX loop cold s | "
+        "(a) PyTorch s | speedup vs (a), cold | speedup vs (b), cold | GFLOP/s | GB/s | "
+        "% of roofline bound | GPU warm s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    names = {"w1": "W1 squared loss, GD", "w2": "W2 cross-entropy, GD",
+             "w3": "W3 d(balanced loss)/d(gamma)", "w4": "W4 gradient flow"}
+    for key in WORKLOADS:
+        if key not in results:
+            continue
+        r = results[key]
+        ours = r["ssm_jax"]
+        base_a = r.get("torch") or r.get("scipy")
+        roof = r["roofline"]
+        gpu_s = ""
+        if gpu and key in gpu:
+            gpu_s = f"{gpu[key]['ssm_jax']['warm_s']:.2f} ({gpu['machine']['device']})"
+        speed_a = r.get("speedup_vs_torch_cold", r.get("speedup_vs_scipy_cold"))
+        lines.append(
+            f"| {names[key]}{' (reduced)' if r['reduced'] else ''} | {ours['cold_s']:.2f} "
+            f"({ours['compile_s']:.2f}) | {ours['warm_s']:.2f} | {r['jax_loop']['cold_s']:.2f} | "
+            f"{fmt_s(base_a['cold_s']) if base_a else 'n/a'} | "
+            f"{'' if speed_a is None else f'{speed_a:.1f}x'} | "
+            f"{r['speedup_vs_jax_loop_cold']:.1f}x | {roof['achieved_flops'] / 1e9:.1f} | "
+            f"{roof['achieved_bytes_per_s'] / 1e9:.2f} | "
+            f"{100 * roof['fraction_of_bound']:.0f}% ({roof['bound']}) | {gpu_s} |")
+    return "\n".join(lines) + "\n"
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    dev = jax.devices()[0]
+    return {"cpu": cpu, "cores": os.cpu_count(), "jax": jax.__version__,
+            "device": getattr(dev, "device_kind", str(dev)), "platform": dev.platform,
+            "python": platform.python_version()}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small workloads, 1 rep")
+    parser.add_argument("--reps", type=int, default=None, help="repetitions (default 3)")
+    parser.add_argument("--only", default="roofline,w1,w2,w3,w4,scaling",
+                        help="comma-separated parts: roofline,w1,w2,w3,w4,scaling")
+    parser.add_argument("--stride", type=int, default=None,
+                        help="baselines time every stride-th configuration (all ratios and "
+                             "gammas, seed 0 at stride 4) and scale by stride; default 4")
+    parser.add_argument("--heavy-stride", type=int, default=None,
+                        help="the same for the finite-difference and scipy baselines of "
+                             "W3/W4 (default 12: one configuration per ratio)")
+    parser.add_argument("--label", default="", help="results_<label>.json (e.g. gpu)")
+    args = parser.parse_args(argv)
+    args.reps = args.reps or (1 if args.quick else 3)
+    args.stride = args.stride or (1 if args.quick else 4)
+    args.heavy_stride = args.heavy_stride or (3 if args.quick else 12)
+    parts = args.only.split(",")
+    os.makedirs(RESULTS, exist_ok=True)
+    name = f"results_{args.label}.json" if args.label else "results.json"
+    path = os.path.join(RESULTS, name)
+    results = {"machine": machine(), "reps": args.reps, "quick": args.quick}
+    if os.path.exists(path):  # keep parts measured earlier (e.g. --only w3)
+        with open(path) as f:
+            old = json.load(f)
+        results = {**old, **results}
+    peak = results.get("roofline")
+    if "roofline" in parts or peak is None:
+        print("roofline ...", file=sys.stderr)
+        peak = results["roofline"] = roofline(args.quick)
+    jobs = {"w1": lambda: workload_discrete("w1", "mse", args, peak),
+            "w2": lambda: workload_discrete("w2", "ce", args, peak),
+            "w3": lambda: workload_w3(args, peak), "w4": lambda: workload_w4(args, peak)}
+    for key in WORKLOADS:
+        if key in parts:
+            print(f"{key} ...", file=sys.stderr)
+            results[key] = jobs[key]()
+            save(results, path)
+    if "scaling" in parts:
+        print("scaling ...", file=sys.stderr)
+        results["scaling"] = scaling(args)
+        plot_scaling(results["scaling"], os.path.join(RESULTS, "scaling.png"))
+    save(results, path)
+    gpu_path = os.path.join(RESULTS, "results_gpu.json")
+    gpu = None
+    if os.path.exists(gpu_path) and args.label != "gpu":
+        with open(gpu_path) as f:
+            gpu = json.load(f)
+    table = markdown(results, gpu)
+    with open(os.path.join(RESULTS, "results.md" if not args.label
+                           else f"results_{args.label}.md"), "w") as f:
+        f.write(table)
+    print(table)
+    return 0
+
+
+def save(results: dict, path: str) -> None:
+    from ssm_jax.simulate import write_json
+
+    write_json(json.loads(json.dumps(results, default=float)), path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
