@@ -395,12 +395,13 @@ def have_torch() -> bool:
 
 
 def scaling(args) -> dict:
-    """Warm time per step of one (batched) run, reduced and per-example, against n, d, k
-    and batch size (squared loss, gd, 200 steps, 2 saves)."""
+    """Marginal warm time per step of one (batched) run, reduced and per-example, against
+    n, d, k and batch size: (time of 2S steps - time of S steps) / S, S = 500, squared
+    loss, gd, 2 saves; the rest of the time is reported as the fixed (setup) cost."""
     import importlib
 
     simulate = importlib.import_module("ssm_jax.simulate")
-    steps = 50 if args.quick else 200
+    steps = 50 if args.quick else 500
     grids = {"n": [100, 1000, 10000, 100000], "d": [16, 32, 64, 128], "k": [2, 5, 10, 20],
              "batch": [1, 4, 16, 64]}
     if args.quick:
@@ -422,16 +423,21 @@ def scaling(args) -> dict:
             fn = jax.jit(jax.vmap(simulate.trajectory, in_axes=(None, 0, 0, 0)),
                          static_argnums=0)
             for mode in ("on", "off"):
-                spec = simulate.spec_of(cfg.replace(reduced=mode))
+                timings = []
+                for length in (steps, 2 * steps):  # marginal cost per step, fixed cost
+                    spec = simulate.spec_of(cfg.replace(reduced=mode, steps=length))
 
-                def call(spec=spec, inputs=inputs, keys=keys, fn=fn):
-                    return block(fn(spec, *inputs, keys).loss)
+                    def call(spec=spec, inputs=inputs, keys=keys, fn=fn):
+                        return block(fn(spec, *inputs, keys).loss)
 
-                call()
-                t, _ = median_time(call, max(1, args.reps))
+                    call()
+                    timings.append(median_time(call, max(1, args.reps))[0])
+                per_step = max(timings[1] - timings[0], 0.0) / steps
+                t = per_step * steps
                 rows.append({"axis": axis, **point, "n": per_class * k, "reduced": mode == "on",
-                             "seconds_per_step": t / steps,
-                             "seconds_per_run_step": t / steps / batch})
+                             "seconds_per_step": per_step,
+                             "seconds_per_run_step": per_step / batch,
+                             "fixed_seconds": max(timings[0] - t, 0.0)})
                 print(f"  scaling {axis}={value} reduced={mode}: {t / steps * 1e6:.1f} us/step",
                       file=sys.stderr)
     return {"steps": steps, "rows": rows}
@@ -451,10 +457,10 @@ def plot_scaling(data: dict, path: str) -> None:
             ax.loglog(xs, [r["seconds_per_step"] * 1e6 for r in rows], style,
                       label="reduced" if use else "per-example")
         ax.set_xlabel(axis)
-        ax.set_ylabel("time per step (us)")
+        ax.set_ylabel("marginal time per step (us)")
         ax.grid(True, which="both", alpha=0.3)
     axs[0].legend()
-    fig.suptitle("ssm-jax, squared loss, gradient descent: time per step (warm)")
+    fig.suptitle("ssm-jax, squared loss, GD: marginal time per step, reduced vs per-example")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
