@@ -479,7 +479,8 @@ def markdown(results: dict, gpu: dict | None) -> str:
         f"jax {results['machine']['jax']}, device {results['machine']['device']}. "
         f"Measured peak: {peak['peak_flops'] / 1e9:.1f} GFLOP/s (float32 matmul "
         f"{peak['matmul_size']}^2), {peak['peak_bytes_per_s'] / 1e9:.1f} GB/s (streaming "
-        f"y = x + 1). Median of {results['reps']} reps.",
+        f"y = x + 1). Medians of "
+        f"{sorted({results[w].get('reps', 3) for w in WORKLOADS if w in results})} reps.",
         "",
         "| workload | ssm-jax cold (compile) s | ssm-jax warm s | (b) JAX loop cold s | "
         "(a) PyTorch s | speedup vs (a), cold | speedup vs (b), cold | GFLOP/s (% peak) | "
@@ -570,6 +571,7 @@ def main(argv=None) -> int:
         if key in parts:
             print(f"{key} ...", file=sys.stderr)
             results[key] = jobs[key]()
+            results[key]["reps"] = args.reps
             save(results, path)
     if "scaling" in parts:
         print("scaling ...", file=sys.stderr)
