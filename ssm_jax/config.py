@@ -51,9 +51,11 @@ def _finite(name: str, value: float, *, low: float | None = None, strict: bool =
         raise ConfigError(f"{name}={value!r} is out of range: need {name} <= {high}")
 
 
-def _positive_int(name: str, value: object, *, low: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{name}={value!r} must be an integer >= {low}")
+def _positive_int(name: str, value: object, *, low: int = 1, high: int | None = None) -> None:
+    if (isinstance(value, bool) or not isinstance(value, int) or value < low
+            or (high is not None and value > high)):
+        bounds = f">= {low}" + (f" and <= {high}" if high is not None else "")
+        raise ConfigError(f"{name}={value!r} must be an integer {bounds}")
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from . import losses, metrics, model
-from .config import METHODS, Config, ConfigError
+from .config import METHODS, Config, ConfigError, _finite, _positive_int
 from .dynamics import discrete
 from .problem import Problem, step_counts
 from .simulate import (
@@ -162,24 +162,9 @@ class DigitsConfig:
         return int(np.argmin(np.abs(self.checkpoint_steps() - target)))
 
 
-def _int(name: str, value: Any, low: int, high: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (
-            high is not None and value > high):
-        rng = f">= {low}" + (f" and <= {high}" if high is not None else "")
-        raise ConfigError(f"{name}={value!r} is out of range: need an integer {rng}")
-
-
-def _real(name: str, value: Any, low: float, strict: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{name}={value!r} must be a finite real number")
-    if value < low or (strict and value == low):
-        raise ConfigError(f"{name}={value!r} is out of range: need {name} "
-                          f"{'>' if strict else '>='} {low}")
-
-
 def validate_digits(cfg: DigitsConfig) -> None:
     """Raise :class:`ConfigError` naming the first bad value and its allowed range."""
-    _real("ratio", cfg.ratio, 1.0)
+    _finite("ratio", cfg.ratio, low=1.0)
     minority = list(cfg.minority)
     for digit in minority:
         if isinstance(digit, bool) or not isinstance(digit, int) or not 0 <= digit <= 9:
@@ -189,18 +174,18 @@ def validate_digits(cfg: DigitsConfig) -> None:
         raise ConfigError(f"minority={minority!r} lists a digit twice")
     if not 1 <= len(minority) <= NUM_CLASSES - 1:
         raise ConfigError(f"minority={minority!r}: need between 1 and 9 minority digits")
-    _int("test_per_class", cfg.test_per_class, 1)
+    _positive_int("test_per_class", cfg.test_per_class, low=1)
     available = int(_digit_counts().min()) - cfg.test_per_class
     if available < 1:
         raise ConfigError(f"test_per_class={cfg.test_per_class} is out of range: the smallest "
                           f"digit has {available + cfg.test_per_class} examples")
-    _int("train_per_class", cfg.train_per_class, 1, available)
-    _int("split_seed", cfg.split_seed, 0)
+    _positive_int("train_per_class", cfg.train_per_class, low=1, high=available)
+    _positive_int("split_seed", cfg.split_seed, low=0)
     if len(cfg.hidden) < 1:
         raise ConfigError("hidden=() needs at least one hidden layer (the features)")
     for width in cfg.hidden:
-        _int("hidden width", width, 1)
-    _real("init_scale", cfg.init_scale, 0.0, strict=True)
+        _positive_int("hidden width", width, low=1)
+    _finite("init_scale", cfg.init_scale, low=0.0, strict=True)
     if len(cfg.weightings) < 1:
         raise ConfigError("weightings=() needs at least one weighting")
     for name in cfg.weightings:
@@ -209,26 +194,26 @@ def validate_digits(cfg: DigitsConfig) -> None:
                               f"{', '.join(map(repr, WEIGHTINGS))}")
     if len(set(cfg.weightings)) != len(cfg.weightings):
         raise ConfigError(f"weightings={list(cfg.weightings)!r} lists a weighting twice")
-    _real("tau", cfg.tau, 0.0)
+    _finite("tau", cfg.tau, low=0.0)
     if cfg.method not in METHODS:
         raise ConfigError(f"method={cfg.method!r} is not one of {', '.join(map(repr, METHODS))}")
-    _real("lr", cfg.lr, 0.0, strict=True)
-    _real("momentum", cfg.momentum, 0.0)
+    _finite("lr", cfg.lr, low=0.0, strict=True)
+    _finite("momentum", cfg.momentum, low=0.0)
     if cfg.momentum > 1:
         raise ConfigError(f"momentum={cfg.momentum!r} is out of range: need 0 <= momentum <= 1")
-    _int("warmup", cfg.warmup, 0)
-    _real("warmup_factor", cfg.warmup_factor, 1.0)
-    _real("weight_decay", cfg.weight_decay, 0.0)
-    _int("steps", cfg.steps, 1)
-    _int("checkpoints", cfg.checkpoints, 2, cfg.steps + 1)
-    _int("seeds", cfg.seeds, 1)
-    _int("seed", cfg.seed, 0)
+    _positive_int("warmup", cfg.warmup, low=0)
+    _finite("warmup_factor", cfg.warmup_factor, low=1.0)
+    _finite("weight_decay", cfg.weight_decay, low=0.0)
+    _positive_int("steps", cfg.steps, low=1)
+    _positive_int("checkpoints", cfg.checkpoints, low=2, high=cfg.steps + 1)
+    _positive_int("seeds", cfg.seeds, low=1)
+    _positive_int("seed", cfg.seed, low=0)
     if cfg.early_step is not None:
-        _int("early_step", cfg.early_step, 0, cfg.steps)
-    _int("ufm_steps", cfg.ufm_steps, 2)
-    _real("ufm_lr", cfg.ufm_lr, 0.0, strict=True)
-    _real("ufm_init_scale", cfg.ufm_init_scale, 0.0, strict=True)
-    _int("vmap_size", cfg.vmap_size, 0)
+        _positive_int("early_step", cfg.early_step, low=0, high=cfg.steps)
+    _positive_int("ufm_steps", cfg.ufm_steps, low=2)
+    _finite("ufm_lr", cfg.ufm_lr, low=0.0, strict=True)
+    _finite("ufm_init_scale", cfg.ufm_init_scale, low=0.0, strict=True)
+    _positive_int("vmap_size", cfg.vmap_size, low=0)
 
 
 # ----------------------------------------------------------------------------------- data
