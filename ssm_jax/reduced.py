@@ -26,8 +26,15 @@ The objective in these coordinates is
 and plain gradient descent (momentum, gradient flow) on ``(W, b, Y, nu)`` with it is the
 per-example run: ``Y_c`` moves by the same linear map as ``Phi_c``, ``nu_c`` as the
 class mean. The only difference is ``delta_c``, a relative perturbation of order
-``eps * rank`` of the within-class part of the W gradient (below 1e-12 in float64). One step
-costs ``6 k^2 d^2`` flops instead of ``6 k d n``. Per-example outputs (hence exact accuracies)
+``eps * rank`` of the within-class part of the W gradient (below 1e-12 in float64).
+
+*Pooling.* Classes with the same count always have the same weight ``omega_c`` (and
+``s_c``), hence the same map ``A_c`` and the same ``Phi_c``: their scatters can be pooled,
+``C_g = sum_{c in g} C_c = L_g L_g^T - delta_g I``, with one ``Y_g = Phi_g L_g`` per group
+g (``Spec.class_groups``, from :func:`class_groups_of`: two groups for the step profile,
+whatever the ratio). The within-class terms above become ``sum_g omega_g ||W Y_g||^2 /
+s_g^2`` and ``sum_g ||Y_g||^2``; the means stay per class. One step costs ``6 G k d^2``
+flops (G groups, G <= k) instead of ``6 k d n``. Per-example outputs (hence exact accuracies)
 are recovered at save points through ``R_i = L_c^{-1} (x_i(0) - mu_c(0))``:
 ``x_i = nu_c / sqrt(n_c) + Y_c R_i``. Everything is differentiable (Cholesky, matrix
 products), so meta-gradients through the reduced run are exact too. The derivation is in
@@ -41,6 +48,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
 from . import losses, metrics
@@ -71,11 +79,47 @@ def why_not(spec) -> str | None:
     return None
 
 
-def flops_per_step(k: int, d: int, n: int, reduced: bool) -> int:
-    """Matrix-product flops of one gradient step: ``6 k^2 d^2`` reduced (``W Y_c`` for every
-    class and the two products of its backward pass), ``6 k d n`` per example (``W H`` and
-    its backward)."""
-    return 6 * k * k * d * d if reduced else 6 * k * d * n
+def class_groups_of(cfg) -> tuple[int, ...] | None:
+    """Static partition of the classes of a configuration into groups that share their
+    count, hence their weight, at every value of the numeric fields (ratio, gamma, beta):
+    the two blocks of the step profile, equal explicit counts; None (each class alone) for
+    the long tail and for explicit weights, which may differ between equal counts.
+
+    Group ids are 0, 1, ... in order of first appearance."""
+    if cfg.weighting == "explicit":
+        return None
+    if cfg.counts is not None:
+        keys = tuple(cfg.counts)
+    elif cfg.profile == "step":
+        keys = (0,) * cfg.k_major + (1,) * cfg.k_minor
+    else:
+        return None
+    first: dict = {}
+    groups = tuple(first.setdefault(key, len(first)) for key in keys)
+    return None if len(first) == len(groups) else groups
+
+
+def groups_of(spec, k: int) -> np.ndarray:
+    """Group id of each class (k,), static: ``spec.class_groups`` or one group per class."""
+    groups = getattr(spec, "class_groups", None)
+    if groups is None:
+        return np.arange(k)
+    if len(groups) != k:
+        raise ConfigError(f"class_groups={list(groups)} has {len(groups)} entries for "
+                          f"{k} classes")
+    return np.asarray(groups)
+
+
+def num_groups(spec, k: int) -> int:
+    return int(groups_of(spec, k).max()) + 1
+
+
+def flops_per_step(k: int, d: int, n: int, reduced: bool, groups: int | None = None) -> int:
+    """Matrix-product flops of one gradient step: ``6 G k d^2`` reduced (``W Y_g`` for every
+    group, default G = k, and the two products of its backward pass), ``6 k d n`` per
+    example (``W H`` and its backward)."""
+    groups = k if groups is None else groups
+    return 6 * groups * k * d * d if reduced else 6 * k * d * n
 
 
 def use_reduced(spec, problem: Problem) -> bool:
@@ -92,8 +136,18 @@ def use_reduced(spec, problem: Problem) -> bool:
     if reason is not None:
         return False
     k, n = problem.num_classes, problem.labels.shape[-1]
-    return AUTO_MARGIN * flops_per_step(k, spec.dim, n, True) < flops_per_step(
-        k, spec.dim, n, False)
+    return AUTO_MARGIN * flops_per_step(k, spec.dim, n, True, num_groups(spec, k)) < (
+        flops_per_step(k, spec.dim, n, False))
+
+
+def _membership(spec, problem: Problem, dtype):
+    """``(first, member, group_onehot)``: the first class of each group (G,), the
+    (G, k) 0/1 membership matrix and the (G, n_pad) group indicator of the examples."""
+    groups = groups_of(spec, problem.num_classes)
+    count = int(groups.max()) + 1
+    first = np.array([int(np.argmax(groups == g)) for g in range(count)])
+    member = jnp.asarray(groups[None, :] == np.arange(count)[:, None], dtype)
+    return first, member, member @ problem.onehot().astype(dtype)
 
 
 def scales(spec, omega: Float[Array, " k"]) -> Float[Array, " k"]:
@@ -119,6 +173,39 @@ def lower_inverse(L: Float[Array, "... d d"]) -> Float[Array, "... d d"]:
     return jax.lax.fori_loop(0, d, row, jnp.zeros_like(L))
 
 
+@jax.custom_jvp
+def cholesky(A: Float[Array, "... d d"]) -> Float[Array, "... d d"]:
+    """Lower Cholesky factors of symmetric positive-definite matrices, column by column in a
+    ``fori_loop`` (NaN where a matrix is not numerically positive definite, as LAPACK's).
+
+    Pure JAX rather than ``jnp.linalg.cholesky``: jaxlib's batched LAPACK kernel waits on
+    the CPU thread pool it shares with XLA, which stalls when several host devices run at
+    once (``jax_num_cpu_devices > 1``, as sweeps use to occupy every core). The derivative
+    is the analytic one, ``dL = L Phi(L^-1 dA L^-T)`` (``Phi``: lower triangle, halved
+    diagonal), so reverse mode stores no loop history."""
+    d = A.shape[-1]
+    index = jnp.arange(d)
+
+    def column(j, L):
+        # Columns >= j of L are still zero, so L @ L[j] sums over the columns already done.
+        rest = A[..., :, j] - jnp.einsum("...ie,...e->...i", L, L[..., j, :])
+        value = rest / jnp.sqrt(rest[..., j])[..., None]
+        return L.at[..., :, j].set(jnp.where(index >= j, value, 0.0))
+
+    return jax.lax.fori_loop(0, d, column, jnp.zeros_like(A))
+
+
+@cholesky.defjvp
+def _cholesky_jvp(primals, tangents):
+    (A,), (dA,) = primals, tangents
+    L = cholesky(A)
+    inverse = lower_inverse(L)
+    dA = 0.5 * (dA + jnp.swapaxes(dA, -1, -2))
+    inner = inverse @ dA @ jnp.swapaxes(inverse, -1, -2)
+    phi = jnp.tril(inner) - 0.5 * jnp.eye(A.shape[-1], dtype=A.dtype) * inner
+    return L, L @ phi
+
+
 SHIFT_LADDER = (2.0, 32.0, 512.0, 8192.0, 131072.0)
 
 
@@ -134,36 +221,38 @@ def shifted_cholesky(scatter: Float[Array, "k d d"]) -> Float[Array, "k d d"]:
     eye = jnp.eye(d, dtype=dtype)
     fixed = jax.lax.stop_gradient(scatter)
     ladder = jnp.asarray(SHIFT_LADDER, dtype)
-    tries = jax.vmap(lambda f: jnp.linalg.cholesky(
+    tries = jax.vmap(lambda f: cholesky(
         fixed + (f * jax.lax.stop_gradient(base))[:, None, None] * eye))(ladder)
     ok = jnp.all(jnp.isfinite(tries), axis=(2, 3))  # (ladder, k)
     factor = ladder[jnp.argmax(ok, axis=0)]
     factor = jnp.where(jnp.any(ok, axis=0), factor, ladder[-1])
-    return jnp.linalg.cholesky(scatter + (factor * base)[:, None, None] * eye)
+    return cholesky(scatter + (factor * base)[:, None, None] * eye)
 
 
 def reduce_params(spec, problem: Problem, omega, params0):
-    """The reduced state ``{"W", "Y" (d, k, d), "nu" (k, d), ["b"]}`` of full initial
+    """The reduced state ``{"W", "Y" (d, G, d), "nu" (k, d), ["b"]}`` of full initial
     parameters, and the constants ``(counts (k,), R (n_pad, d))`` (module docstring).
 
-    With ``C_c = L_c L_c^T - delta_c I`` (Cholesky of the class-c scatter of the trained
-    features, shifted by ``delta_c = eps tr(C_c)`` so it is positive definite even when
-    the class has fewer than d examples): ``Y_c(0) = L_c``, ``nu_c = sqrt(n_c) mu_c`` (class
-    mean ``mu_c``) and ``R_i = L_c^{-1} (x_i(0) - mu_c)``, so ``x_i = nu_c / sqrt(n_c) +
-    Y_c R_i`` holds exactly at t = 0 and, since ``Y_c`` evolves by the same linear map as
-    the features, at every later time. Differentiable (no eigen- or QR decomposition)."""
+    With ``C_g = L_g L_g^T - delta_g I`` (Cholesky of the scatter of the trained features
+    about their class means, pooled over the classes of group g, shifted by
+    ``delta_g = eps tr(C_g)`` so it is positive definite even when the group has fewer
+    than d examples): ``Y_g(0) = L_g``, ``nu_c = sqrt(n_c) mu_c`` (class mean ``mu_c``) and
+    ``R_i = L_g^{-1} (x_i(0) - mu_c)``, so ``x_i = nu_c / sqrt(n_c) + Y_g R_i`` holds exactly
+    at t = 0 and, since ``Y_g`` evolves by the same linear map as the features of its
+    classes, at every later time. Differentiable (no eigen- or QR decomposition)."""
     X0 = params0["H"]
     dtype = X0.dtype
     onehot = problem.onehot().astype(dtype)  # (k, n), zero on padding
+    _, _, in_group = _membership(spec, problem, dtype)  # (G, n)
     counts = onehot.sum(axis=1)
     safe = jnp.maximum(counts, 1.0)
     mean = (X0 @ onehot.T) / safe  # (d, k)
     centred = (X0 - mean[:, problem.labels]) * problem.mask  # (d, n)
-    scatter = (onehot[:, None, :] * centred[None]) @ centred.T  # (k, d, d)
+    scatter = (in_group[:, None, :] * centred[None]) @ centred.T  # (G, d, d)
     L = shifted_cholesky(scatter)
-    # R_i = L_{y_i}^{-1} (x_i - mu_{y_i}).
-    R = jnp.sum((lower_inverse(L) @ centred) * onehot[:, None, :], axis=0).T
-    # Y[:, c, :] = Y_c, stored feature-dimension first so that W @ Y is one plain GEMM.
+    # R_i = L_{g(y_i)}^{-1} (x_i - mu_{y_i}).
+    R = jnp.sum((lower_inverse(L) @ centred) * in_group[:, None, :], axis=0).T
+    # Y[:, g, :] = Y_g, stored feature-dimension first so that W @ Y is one plain GEMM.
     state = {"W": params0["W"], "Y": jnp.transpose(L, (1, 0, 2)),
              "nu": (mean * jnp.sqrt(counts)).T}
     if "b" in params0:
@@ -180,14 +269,16 @@ def objective_fn(spec, problem: Problem, numeric, omega, constants):
     n = jnp.sum(problem.mask)
     k = problem.num_classes
     root = jnp.sqrt(counts)
+    first, _, _ = _membership(spec, problem, omega.dtype)
+    omega_g, s_g = omega[first], s[first]  # equal within a group
 
     def objective(state):
         W, Y, nu = state["W"], state["Y"], state["nu"]
         b = state["b"] if "b" in state else jnp.zeros((k,), W.dtype)
         target = b[None, :] - jnp.eye(k, dtype=W.dtype)  # (c, k): b - e_c
-        spread = jnp.sum(jnp.einsum("kd,dce->kce", W, Y) ** 2, axis=(0, 2)) / s ** 2
+        spread = jnp.sum(jnp.einsum("kd,dge->kge", W, Y) ** 2, axis=(0, 2)) / s_g ** 2
         mean = jnp.sum((nu @ W.T / s[:, None] + root[:, None] * target) ** 2, axis=1)
-        data = jnp.sum(omega * (spread + mean)) / (2.0 * n)
+        data = (jnp.sum(omega_g * spread) + jnp.sum(omega * mean)) / (2.0 * n)
         penalty = 0.5 * numeric.weight_decay * (
             jnp.sum(W ** 2) + jnp.sum(Y ** 2) + jnp.sum(nu ** 2))
         return data + penalty
@@ -195,33 +286,35 @@ def objective_fn(spec, problem: Problem, numeric, omega, constants):
     return objective
 
 
-def trained_features(state, problem: Problem, constants) -> Float[Array, "d n"]:
+def trained_features(spec, state, problem: Problem, constants) -> Float[Array, "d n"]:
     """The per-example trained feature variable ``H`` (d x n_pad) of a reduced state."""
     counts, R = constants
+    group = jnp.asarray(groups_of(spec, problem.num_classes))[problem.labels]  # (n,)
     means = state["nu"] / jnp.sqrt(jnp.maximum(counts, 1.0))[:, None]  # (k, d)
-    H = jnp.einsum("dne,ne->dn", state["Y"][:, problem.labels], R) + means[problem.labels].T
+    H = jnp.einsum("dne,ne->dn", state["Y"][:, group], R) + means[problem.labels].T
     return H * problem.mask
 
 
-def full_params(state, problem: Problem, constants) -> dict:
+def full_params(spec, state, problem: Problem, constants) -> dict:
     """The per-example parameters ``{"W", "H", ["b"]}`` a reduced state stands for."""
     params = dict(state)
-    params["H"] = trained_features(state, problem, constants)
+    params["H"] = trained_features(spec, state, problem, constants)
     del params["Y"], params["nu"]
     return params
 
 
 def outputs(spec, state, problem: Problem, omega, constants) -> Float[Array, "k n"]:
-    """Per-example outputs ``z_i = (W Y_c R_i + W nu_c / sqrt(n_c)) / s_c + b`` (c = y_i),
-    k x n_pad, without forming the features: one (k k x d) x (d x n) product, then each
-    example keeps the block of its own class."""
+    """Per-example outputs ``z_i = (W Y_g R_i + W nu_c / sqrt(n_c)) / s_c + b`` (c = y_i in
+    group g), k x n_pad, without forming the features: one (G k x d) x (d x n) product,
+    then each example keeps the block of its own group."""
     counts, R = constants
     s = scales(spec, omega)
     W = state["W"]
-    WY = jnp.einsum("kd,dce->cke", W, state["Y"]) / s[:, None, None]  # (c, k, d)
+    first, _, in_group = _membership(spec, problem, W.dtype)
+    WY = jnp.einsum("kd,dge->gke", W, state["Y"]) / s[first][:, None, None]  # (g, k, d)
     shift = (state["nu"] @ W.T) / (jnp.sqrt(jnp.maximum(counts, 1.0)) * s)[:, None]  # (c, k)
-    every = jnp.einsum("cke,ne->ckn", WY, R) + shift[:, :, None]  # (c, k, n)
-    z = jnp.einsum("ckn,cn->kn", every, problem.onehot().astype(W.dtype))
+    every = jnp.einsum("gke,ne->gkn", WY, R)  # (g, k, n)
+    z = jnp.einsum("gkn,gn->kn", every, in_group) + shift[problem.labels].T * problem.mask
     if "b" in state:
         z = z + state["b"][:, None]
     return z
@@ -235,7 +328,7 @@ def observe_fn(spec, problem: Problem, numeric, omega, constants, full_observe):
     objective = objective_fn(spec, problem, numeric, omega, constants)
     per_example = losses.per_example(spec.loss)
     if spec.keep_params or getattr(spec, "geometry", False):
-        return lambda state: full_observe(full_params(state, problem, constants))
+        return lambda state: full_observe(full_params(spec, state, problem, constants))
 
     def observe(state):
         z = outputs(spec, state, problem, omega, constants)
@@ -257,6 +350,7 @@ def reduce(spec, problem: Problem, numeric, omega, params0, full_observe):
     return state0, objective, observe
 
 
-__all__ = ["MODES", "METHODS", "why_not", "flops_per_step", "use_reduced", "reduce",
-           "reduce_params", "objective_fn", "observe_fn", "outputs", "full_params",
-           "trained_features", "scales", "shifted_cholesky", "lower_inverse"]
+__all__ = ["MODES", "METHODS", "why_not", "class_groups_of", "groups_of", "num_groups",
+           "flops_per_step", "use_reduced", "reduce", "reduce_params", "objective_fn",
+           "observe_fn", "outputs", "full_params", "trained_features", "scales", "cholesky",
+           "shifted_cholesky", "lower_inverse"]

@@ -55,6 +55,9 @@ class Spec:
     stop_metric: str | None = None
     stop_at: float | None = None
     reduced: str = "auto"  # exact reduced simulator for squared loss (ssm_jax.reduced)
+    # Classes that always share count and weight (same id), so the reduced simulator may
+    # pool their within-class state; None: every class on its own (always exact).
+    class_groups: tuple[int, ...] | None = None
 
 
 class Numeric(NamedTuple):
@@ -95,7 +98,8 @@ class Trajectory(NamedTuple):
 def spec_of(cfg: Config) -> Spec:
     """The static :class:`Spec` of a configuration."""
     names = {f.name for f in dataclasses.fields(Spec)}
-    return Spec(**{name: getattr(cfg, name) for name in names if hasattr(cfg, name)})
+    return Spec(**{name: getattr(cfg, name) for name in names if hasattr(cfg, name)},
+                class_groups=reduced.class_groups_of(cfg))
 
 
 def numeric_of(cfg: Config, dtype=None) -> Numeric:
@@ -210,7 +214,7 @@ def trajectory(spec: Spec, problem: Problem, numeric: Numeric, key: PRNGKeyArray
     params0 = initial_params(spec, problem, numeric, omega, key)
     objective = objective_fn(spec, problem, numeric, omega)
     observe = observe_fn(spec, problem, numeric, omega)
-    if reduced.use_reduced(spec, problem):  # same run, O(k^2 d^2) per step (docs/performance.md)
+    if reduced.use_reduced(spec, problem):  # same run, O(G k d^2) per step (docs/performance.md)
         params0, objective, observe = reduced.reduce(spec, problem, numeric, omega, params0,
                                                      observe)
     if spec.method == "flow":

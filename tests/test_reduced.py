@@ -7,6 +7,7 @@ fewer examples than dimensions, gradient flow, and gradients through the whole r
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 
 import jax
@@ -104,6 +105,42 @@ def test_gradient_through_run_equals_per_example(x64):
         np.testing.assert_allclose(a, b, rtol=1e-6, err_msg=field)
 
 
+def test_class_groups_of_configurations():
+    assert reduced.class_groups_of(Config(k_major=2, k_minor=3)) == (0, 0, 1, 1, 1)
+    assert reduced.class_groups_of(Config(k_major=2, k_minor=3, ratio=1)) == (0, 0, 1, 1, 1)
+    assert reduced.class_groups_of(Config(counts=(30, 12, 30, 5))) == (0, 1, 0, 2)
+    assert reduced.class_groups_of(Config(counts=(30, 12, 5))) is None  # nothing to pool
+    assert reduced.class_groups_of(Config(profile="longtail")) is None
+    explicit = Config(k_major=2, k_minor=2, weighting="explicit", weights=(1, 2, 1, 1))
+    assert reduced.class_groups_of(explicit) is None  # equal counts, different weights
+    assert simulate.spec_of(Config(k_major=2, k_minor=3)).class_groups == (0, 0, 1, 1, 1)
+
+
+@pytest.mark.parametrize("counts", [None, (30, 12, 30, 5, 12)])
+def test_pooled_groups_equal_separate_classes(counts, x64):
+    """Pooling classes of equal count (G = 2 or 3 scatters) gives the per-class reduced run
+    and the per-example run; the state really is pooled."""
+    cfg = Config(x64=True, k_major=2, k_minor=3, n_major=25, ratio=5, dim=6, counts=counts,
+                 weighting="power", gamma=0.7, parametrization="whitened", init_scale=0.1,
+                 lr=1.0, steps=50, saves=6, bias=True)
+    spec = simulate.spec_of(cfg.replace(reduced="on"))
+    assert reduced.num_groups(spec, 5) == (2 if counts is None else 3)
+    problem, numeric = simulate.problem_of(cfg), simulate.numeric_of(cfg)
+    key = jax.random.PRNGKey(3)
+    pooled = simulate.trajectory_jit(spec, problem, numeric, key)
+    alone = simulate.trajectory_jit(dataclasses.replace(spec, class_groups=None), problem,
+                                    numeric, key)
+    slow = simulate.trajectory_jit(simulate.spec_of(cfg.replace(reduced="off")), problem,
+                                   numeric, key)
+    tree_allclose(pooled, alone, **TOL)
+    tree_allclose(pooled, slow, **TOL)
+    assert float(slow.loss[-1]) < 0.9 * float(slow.loss[0])
+    omega = simulate.omega_of(spec, problem, numeric)
+    params0 = simulate.initial_params(spec, problem, numeric, omega, key)
+    state, _ = reduced.reduce_params(spec, problem, omega, params0)
+    assert state["Y"].shape == (6, reduced.num_groups(spec, 5), 6)
+
+
 def test_divergence_reported_the_same(x64):
     cfg = Config(x64=True, n_major=20, ratio=2, dim=4, lr=60.0, steps=40, saves=5)
     fast, slow = run(cfg, "on"), run(cfg, "off")
@@ -120,7 +157,7 @@ def test_step_cost_does_not_grow_with_n(x64):
         problem = make_problem((n_major,) * 10)
         numeric = simulate.numeric_of(cfg)
         omega = simulate.omega_of(spec, problem, numeric)
-        state = {"W": jnp.ones((10, 8)), "Y": jnp.ones((8, 10, 8)), "nu": jnp.ones((10, 8))}
+        state = {"W": jnp.ones((10, 8)), "Y": jnp.ones((8, 2, 8)), "nu": jnp.ones((10, 8))}
         constants = (problem.example_counts(), None)  # the objective uses the counts only
         objective = reduced.objective_fn(spec, problem, numeric, omega, constants)
         compiled = jax.jit(jax.grad(objective)).lower(state).compile()
@@ -143,11 +180,29 @@ def test_lower_inverse_and_shifted_cholesky(x64):
                                atol=1e-12)
 
 
+def test_cholesky_matches_lapack_with_its_derivative(x64):
+    A = jax.random.normal(jax.random.PRNGKey(2), (3, 9, 9))
+    spd = A @ A.transpose(0, 2, 1) + 0.1 * jnp.eye(9)
+    L = jax.jit(reduced.cholesky)(spd)
+    np.testing.assert_allclose(L, jnp.linalg.cholesky(spd), rtol=1e-11, atol=1e-12)
+    assert not bool(jnp.any(jnp.isfinite(reduced.cholesky(-spd)[:, :, 0])))  # not PD: NaN
+    # derivatives against LAPACK's (both modes), through a non-symmetric direction
+    direction = jax.random.normal(jax.random.PRNGKey(3), (3, 9, 9))
+    ours = jax.jvp(reduced.cholesky, (spd,), (direction,))[1]
+    lapack = jax.jvp(jnp.linalg.cholesky, (spd,), (direction,))[1]
+    np.testing.assert_allclose(ours, lapack, rtol=1e-9, atol=1e-10)
+    f = lambda chol: lambda a: jnp.sum(jnp.sin(chol(a)))  # noqa: E731
+    np.testing.assert_allclose(jax.grad(f(reduced.cholesky))(spd),
+                               jax.grad(f(jnp.linalg.cholesky))(spd), rtol=1e-9, atol=1e-10)
+
+
 def test_auto_mode_and_errors():
-    big, small = make_problem((500,) * 10), make_problem((20,) * 10)
-    spec = simulate.spec_of(Config(dim=16))
-    assert reduced.use_reduced(spec, big)  # 2 k d = 320 < n = 5000
-    assert not reduced.use_reduced(spec, small)
+    big, small = make_problem((500,) * 10), make_problem((6,) * 10)
+    spec = simulate.spec_of(Config(dim=16))  # two groups of equal classes
+    assert reduced.use_reduced(spec, big)  # margin 2: reduced when n > 2 G d = 64
+    assert not reduced.use_reduced(spec, small)  # n = 60
+    assert not reduced.use_reduced(dataclasses.replace(spec, class_groups=None),
+                                   make_problem((20,) * 10))  # 2 k d = 320 > n = 200
     assert not reduced.use_reduced(simulate.spec_of(Config(dim=16, reduced="off")), big)
     for other in (dict(loss="ce"), dict(method="adam"), dict(parametrization="class")):
         assert not reduced.use_reduced(simulate.spec_of(Config(dim=16, **other)), big)
