@@ -386,13 +386,19 @@ def parse_bytes(text: str | int | float) -> int:
     return value
 
 
+# On a CPU, a chunk's state should stay in cache: 84 W1 runs at once ran 2-3x slower than
+# chunks of 8 (benchmarks/run.py); a GPU wants the whole budget.
+CPU_RUNS_PER_DEVICE = 8
+
+
 def plan(sweep: Sweep, *, chunk_size: int | None = None, memory_budget="1G",
          num_devices: int | None = None) -> Plan:
     """Validate every run of ``sweep``, group the runs and cut the groups into chunks.
 
     ``chunk_size`` (runs per chunk) wins over ``memory_budget`` (bytes per device, see
     :func:`estimate_run_bytes`); the budget gives ``devices x floor(budget / run_bytes)``
-    runs (at least one per device). Memory: one int per run."""
+    runs (at least one per device), at most :data:`CPU_RUNS_PER_DEVICE` per device on a
+    CPU. Memory: one int per run."""
     num_devices = num_devices or jax.local_device_count()
     keys: dict[tuple, int] = {}
     specs: list[tuple[Spec, int, bool]] = []
@@ -417,6 +423,8 @@ def plan(sweep: Sweep, *, chunk_size: int | None = None, memory_budget="1G",
     run_bytes = max(estimate_run_bytes(g.spec, g.num_classes, g.n_pad, g.x64) for g in groups)
     if chunk_size is None:
         per_device = max(1, parse_bytes(memory_budget) // run_bytes)
+        if jax.devices()[0].platform == "cpu":
+            per_device = min(per_device, CPU_RUNS_PER_DEVICE)
         chunk_size = per_device * num_devices
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ConfigError(f"chunk_size={chunk_size!r} must be an integer >= 1")
@@ -435,10 +443,32 @@ def plan(sweep: Sweep, *, chunk_size: int | None = None, memory_budget="1G",
 # --------------------------------------------------------------------------------------
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def batched_trajectory(spec: Spec, problems, numerics, keys):
-    """``vmap`` of :func:`~ssm_jax.simulate.trajectory` over stacked problems, numerics, keys."""
-    return jax.vmap(functools.partial(trajectory, spec))(problems, numerics, keys)
+def _batched_trajectory(spec: Spec, problems, numerics, keys, mesh=None):
+    """``vmap`` of :func:`~ssm_jax.simulate.trajectory` over stacked problems, numerics, keys.
+
+    With a ``mesh`` of several devices (axis ``"runs"``), each device runs the ``vmap`` of
+    its own slice of the batch (``jax.shard_map``): runs are independent, so nothing is
+    communicated. (Leaving the split to the compiler's automatic partitioner can insert
+    collectives, which on a multi-device CPU can stall.)"""
+    batched = jax.vmap(functools.partial(trajectory, spec))
+    if mesh is None or mesh.size == 1:
+        return batched(problems, numerics, keys)
+    from jax.sharding import PartitionSpec
+
+    runs = PartitionSpec("runs")
+    # check_vma=False: loops whose carries start from constants (diffrax's solver state)
+    # need not be marked as varying over the runs axis; every value is per device anyway.
+    return jax.shard_map(batched, mesh=mesh, in_specs=runs, out_specs=runs,
+                         check_vma=False)(problems, numerics, keys)
+
+
+batched_trajectory = jax.jit(_batched_trajectory, static_argnums=(0, 4))
+batched_trajectory.__doc__ = _batched_trajectory.__doc__
+# The same for CPUs, whose LLVM back end at -O1 compiled the W1 sweep about 20% faster
+# than at the default -O2, and ran it as fast (benchmarks/run.py).
+CPU_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
+_batched_trajectory_cpu = jax.jit(_batched_trajectory, static_argnums=(0, 4),
+                                  compiler_options=CPU_COMPILER_OPTIONS)
 
 
 def _stack(trees: list):
@@ -472,6 +502,16 @@ def batch_inputs(sweep: Sweep, group: Group, runs: np.ndarray):
     return _stack(problems), _stack(numerics), np.stack(keys), np.array(counts_list, np.int32)
 
 
+def uses_lapack(spec: Spec) -> bool:
+    """Whether a run of ``spec`` calls jaxlib's LAPACK kernels: the QR of the aligned
+    initialisation, the SVD / eigendecomposition of the geometry metrics and of the spectral
+    optimisers, and the linear solves of the implicit flow solver. Batched, these kernels
+    wait on the CPU thread pool that several host devices share, which can stall; sweeps
+    run such groups on one CPU device (the reduced simulator has its own Cholesky)."""
+    return (spec.init == "aligned" or bool(spec.geometry) or spec.method in ("specgd", "muon")
+            or (spec.method == "flow" and spec.solver == "kvaerno5"))
+
+
 def run_sharding(devices: Sequence | None = None):
     """Sharding of a batch of runs: leading axis split over a 1-D mesh ``"runs"``."""
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -492,7 +532,9 @@ def compute_chunk(sweep: Sweep, group: Group, runs: np.ndarray, batch: int,
     with jax.enable_x64(group.x64):
         *inputs, counts = batch_inputs(sweep, group, padded)
         inputs = jax.device_put(tuple(inputs), sharding)
-        traj = batched_trajectory(group.spec, *inputs)
+        cpu = sharding.mesh.devices.flat[0].platform == "cpu"
+        fn = _batched_trajectory_cpu if cpu else batched_trajectory
+        traj = fn(group.spec, *inputs, sharding.mesh)
         traj = jax.tree.map(lambda a: np.asarray(a)[: len(runs)], traj)
     out = flatten_trajectory(traj)
     out["class_counts"] = counts[: len(runs)]
@@ -872,16 +914,20 @@ def _compute_missing(the_plan: Plan, parts: str, devices: list, process_index: i
     done = _done_chunks(the_plan, parts)
     todo = [c for c in the_plan.chunks
             if c.id not in done and c.id % process_count == process_index]
-    num = len(devices)
-    sharding = run_sharding(devices)  # one mesh for the whole sweep
+    shardings = {}  # one mesh for the whole sweep; one device for LAPACK groups on CPUs
     with _progress_bar(the_plan, done, progress, "sweep") as bar:
         for chunk in todo:
             group = the_plan.groups[chunk.group]
+            alone = len(devices) > 1 and devices[0].platform == "cpu" and uses_lapack(
+                group.spec)
+            used = devices[:1] if alone else devices
+            if len(used) not in shardings:
+                shardings[len(used)] = run_sharding(used)
             # One batch size per group (a multiple of the device count): one compilation.
             batch = min(the_plan.chunk_size, len(group.runs))
-            batch = -(-batch // num) * num
+            batch = -(-batch // len(used)) * len(used)
             arrays = compute_chunk(the_plan.sweep, group, the_plan.runs_of(chunk), batch,
-                                   sharding)
+                                   shardings[len(used)])
             _save_chunk(parts, chunk.id, arrays)
             bar.update(chunk.size)
             if on_chunk is not None:

@@ -46,6 +46,10 @@ def register(sub) -> None:
     run_group.add_argument("--memory-budget", default="1G", metavar="SIZE",
                            help="device memory per device for one chunk, e.g. 512M, 4G "
                            "(default: 1G)")
+    run_group.add_argument("--cpu-devices", metavar="N|auto", default=None,
+                           help="on a CPU, split each chunk over N host devices, one per "
+                           "core ('auto': the number of cores); the runs are independent, so "
+                           "this uses every core (default: JAX's one CPU device)")
     run_group.add_argument("--no-progress", action="store_true", help="no progress bar")
     run_group.add_argument("--distributed", action="store_true",
                            help="call jax.distributed.initialize() first and share the chunks "
@@ -80,9 +84,34 @@ def options_of(args) -> dict:
     return values
 
 
+def set_cpu_devices(value: str | None) -> None:
+    """``jax_num_cpu_devices`` from ``--cpu-devices`` (before JAX starts its backend)."""
+    if value is None:
+        return
+    import os
+
+    import jax
+
+    count = (os.cpu_count() or 1) if value == "auto" else None
+    if count is None:
+        try:
+            count = int(value)
+        except ValueError:
+            count = 0
+    if count < 1:
+        raise ConfigError(f"--cpu-devices={value!r} must be a positive integer or 'auto'")
+    try:
+        jax.config.update("jax_num_cpu_devices", count)
+    except RuntimeError as err:  # the backend is already running (e.g. inside Python)
+        if jax.local_device_count() != count and jax.devices()[0].platform == "cpu":
+            raise ConfigError(f"--cpu-devices={value}: JAX's backend already runs with "
+                              f"{jax.local_device_count()} device(s) ({err})") from None
+
+
 def run(args) -> int:
     import jax
 
+    set_cpu_devices(args.cpu_devices)
     options = options_of(args)
     sweep = sweeping.sweep_from_options(options)
     if args.distributed:
