@@ -342,6 +342,30 @@ def test_four_devices_give_the_same_dataset(tmp_path, reference, script, cache_d
                                 expected.drop_vars(list(expected.data_vars)))
 
 
+def test_cli_cpu_devices_splits_chunks_over_cores(tmp_path, reference, cache_dir, capsys):
+    """``ssm-jax sweep --cpu-devices 2``: two host devices, the reference Dataset."""
+    _, expected = reference
+    out = tmp_path / "s.nc"
+    args = ["sweep", "--k-major", "2", "--k-minor", "2", "--n-major", "12", "--dim", "4",
+            "--steps", "20", "--saves", "6", "--lr", "2", "--weighting", "power",
+            "--ratio", "1,3,6", "--gamma", "0,1", "--seeds", "2", "--chunk-size", "2",
+            "--no-progress", "--out", str(out)]
+    assert BASE == dict(k_major=2, k_minor=2, n_major=12, dim=4, steps=20, saves=6, lr=2.0,
+                        weighting="power") and AXES == {"ratio": [1.0, 3.0, 6.0],
+                                                        "gamma": [0.0, 1.0]}
+    done = subprocess.run([sys.executable, "-m", "ssm_jax", *args, "--cpu-devices", "2"],
+                          env=cached_env(cache_dir), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "on 2 device(s)" in done.stdout
+    ds = sweep.load(out)
+    tree_allclose(dict(ds.data_vars), dict(expected.data_vars), rtol=1e-6, atol=1e-7)
+    # bad values, and a count this (already running, one-device) process cannot take
+    assert main([*args[:-1], str(tmp_path / "x.nc"), "--cpu-devices", "zero"]) == 2
+    assert "--cpu-devices='zero' must be a positive integer or 'auto'" in capsys.readouterr().err
+    assert main([*args[:-1], str(tmp_path / "y.nc"), "--cpu-devices", "3"]) == 2
+    assert "already runs with 1 device(s)" in capsys.readouterr().err
+
+
 def test_processes_share_the_chunks(tmp_path, reference, capsys):
     """Process p of P computes chunks p, p + P, ...; process 0 assembles when all exist (the
     split ``--distributed`` uses with jax.distributed; here both run in this process)."""
