@@ -14,7 +14,8 @@ Workloads (the paper sweep: step imbalance 5 + 5 classes, n_major 200, ratio in 
 gaussian init 0.001, lr 4, 2,000 steps, metrics every 20 steps = 101 save points):
 
 * W1 squared loss, gradient descent;  W2 the same with cross-entropy;
-* W3 d(balanced loss at the end)/d(gamma) for all 84 runs (through the whole run);
+* W3 d(balanced loss at the end)/d(gamma) for all 84 runs (reverse mode through the whole
+  run, no rematerialisation);
 * W4 gradient flow of W1 to the same final time t = lr x 2,000.
 
 Every time is the median of ``--reps`` repetitions. "cold" includes compilation (JAX's
@@ -146,10 +147,11 @@ def flops_bytes(workload: str, sw, n_pad: int, reduced_path: bool, flow_evals=No
     cfg = sw.config(0)
     k, d, steps, saves, runs = cfg.num_classes, cfg.dim, cfg.steps, cfg.saves, sw.size
     if reduced_path:
-        step_flops = reduced.flops_per_step(k, d, n_pad, True)
-        state = k * d + k * d * d + k * d
-        save_flops = 2 * k * k * d * n_pad
-        init_flops = 4 * k * d * d * n_pad
+        groups = reduced.num_groups(simulate_module().spec_of(cfg), k)  # pooled classes
+        step_flops = reduced.flops_per_step(k, d, n_pad, True, groups)
+        state = k * d + groups * d * d + k * d
+        save_flops = 2 * groups * k * d * n_pad
+        init_flops = 4 * groups * d * d * n_pad
     else:
         step_flops = reduced.flops_per_step(k, d, n_pad, False)
         state = k * d + d * n_pad
@@ -164,12 +166,17 @@ def flops_bytes(workload: str, sw, n_pad: int, reduced_path: bool, flow_evals=No
             "state_floats": state}
 
 
+def simulate_module():
+    return importlib.import_module("ssm_jax.simulate")
+
+
 CHUNK_SIZE = 8
 
 
 def ssm_jax_sweep(sw):
-    """The user-facing sweep API, end to end (in-memory Dataset). On CPU a small chunk
-    keeps a chunk's state in cache: 84 runs at once is 2-3x slower than chunks of 8."""
+    """The user-facing sweep API, end to end (in-memory Dataset), each chunk split over the
+    local devices (on a CPU, ``--cpu-devices``: one per core). On a CPU a small chunk keeps
+    a chunk's state in cache: 84 runs at once is 2-3x slower than chunks of 8."""
     return lambda: sweep.run(sw, None, progress=False, chunk_size=CHUNK_SIZE)
 
 
@@ -189,7 +196,7 @@ def workload_discrete(name: str, loss: str, args, peak: dict) -> dict:
     # same initialisation as ssm-jax: the balanced accuracies agree at every save point
     out["max_abs_diff_balanced_accuracy_vs_jax_loop"] = float(
         np.max(np.abs(theirs - sweep_order(ds, sw)[:3])))
-    if have_torch():
+    if have_torch(args):
         subset = runs[:: args.heavy_stride]  # time depends on the ratio only
         t = torch_subprocess("run", subset, args.reps)
         out["torch"] = {"cold_s": t, "warm_s": t, "compile_s": 0.0,
@@ -227,22 +234,35 @@ def balanced_final_loss(spec, problem, numeric, key):
 
 
 def workload_w3(args, peak: dict) -> dict:
+    """Reverse mode through every run, chunks of CHUNK_SIZE split over the local devices
+    (``shard_map``). No rematerialisation: the pooled reduced state is small (``2 d^2``
+    floats per step), so the stored history fits and recomputing it would cost time."""
+    from jax.sharding import PartitionSpec
+
     sw, runs = make("mse", args.quick, saves=2)
     group, inputs = one_batch(sw)
-    spec = dataclasses.replace(group.spec, remat=True)
-    grad_fn = jax.jit(jax.vmap(jax.grad(balanced_final_loss, argnums=2),
-                               in_axes=(None, 0, 0, 0)), static_argnums=0)
+    spec = dataclasses.replace(group.spec, remat=False)
+    sharding = sweep.run_sharding()
+    each = PartitionSpec("runs")
+    per_run = jax.vmap(jax.grad(balanced_final_loss, argnums=2), in_axes=(None, 0, 0, 0))
+    grad_fn = jax.jit(lambda spec, *a: jax.shard_map(
+        lambda *b: per_run(spec, *b), mesh=sharding.mesh, in_specs=each, out_specs=each,
+        check_vma=False)(*a),
+        static_argnums=0, compiler_options=sweep.CPU_COMPILER_OPTIONS
+        if jax.devices()[0].platform == "cpu" else None)
     result = {}
 
-    chunks = [jax.tree.map(lambda a, s=start: a[s:s + CHUNK_SIZE], inputs)
-              for start in range(0, sw.size, CHUNK_SIZE)]  # 84 = 10 x 8 + 4: two shapes
+    devices = len(jax.devices())
+    size = -(-CHUNK_SIZE // devices) * devices
+    chunks = [jax.device_put(jax.tree.map(lambda a, s=start: a[s:s + size], inputs), sharding)
+              for start in range(0, sw.size, size)]  # 84 = 10 x 8 + 4: two shapes
 
     def ours():
         result["g"] = np.concatenate([block(grad_fn(spec, *c)).gamma for c in chunks])
 
     use = reduced.use_reduced(spec, sweep_problem(group))
-    out = {"runs": sw.size, "n_pad": group.n_pad, "reduced": use, "remat": True,
-           "chunk_size": CHUNK_SIZE}
+    out = {"runs": sw.size, "n_pad": group.n_pad, "reduced": use, "remat": False,
+           "chunk_size": size, "devices": devices}
     out["ssm_jax"] = cold_warm(ours, args.reps)
     loop = JaxLoop()
     out["jax_loop"] = cold_warm(lambda: [loop.gamma_gradient(r) for r in runs[:: args.stride]],
@@ -252,7 +272,7 @@ def workload_w3(args, peak: dict) -> dict:
     ours_g = np.asarray(result["g"])[:4]
     out["max_rel_diff_gradient_vs_jax_loop"] = float(np.max(np.abs(theirs - ours_g)
                                                  / np.maximum(np.abs(theirs), 1e-6)))
-    if have_torch():
+    if have_torch(args):
         subset = runs[:: args.heavy_stride]
         t = torch_subprocess("gamma_gradient", subset, args.reps)
         out["torch"] = {"cold_s": t, "warm_s": t, "compile_s": 0.0,
@@ -271,7 +291,7 @@ def workload_w4(args, peak: dict) -> dict:
     traj = sweep.batched_trajectory(group.spec, *inputs)
     evals = int(np.sum(np.asarray(traj.flow.num_vf_evals)) / sw.size)
     out["vector_field_evals_per_run"] = evals
-    simulate = importlib.import_module("ssm_jax.simulate")
+    simulate = simulate_module()
 
     def per_config():
         for i in range(0, sw.size, args.stride):
@@ -381,7 +401,9 @@ def torch_subprocess(kind: str, runs: list, reps: int) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def have_torch() -> bool:
+def have_torch(args) -> bool:
+    if args.no_torch:
+        return False
     try:
         import torch  # noqa: F401
     except ImportError:
@@ -476,7 +498,8 @@ def markdown(results: dict, gpu: dict | None) -> str:
     peak = results["roofline"]
     lines = [
         f"Machine: {results['machine']['cpu']} ({results['machine']['cores']} cores), "
-        f"jax {results['machine']['jax']}, device {results['machine']['device']}. "
+        f"jax {results['machine']['jax']}, device {results['machine']['device']} "
+        f"(x{results['machine'].get('devices', 1)}: ssm-jax splits each chunk over them). "
         f"Measured peak: {peak['peak_flops'] / 1e9:.1f} GFLOP/s (float32 matmul "
         f"{peak['matmul_size']}^2), {peak['peak_bytes_per_s'] / 1e9:.1f} GB/s (streaming "
         f"y = x + 1). Medians of "
@@ -525,6 +548,7 @@ def machine() -> dict:
     dev = jax.devices()[0]
     return {"cpu": cpu, "cores": os.cpu_count(), "jax": jax.__version__,
             "device": getattr(dev, "device_kind", str(dev)), "platform": dev.platform,
+            "devices": len(jax.devices()),
             "python": platform.python_version()}
 
 
@@ -542,9 +566,16 @@ def main(argv=None) -> int:
                         help="the same for the PyTorch and scipy baselines (default 12: "
                              "one configuration per ratio, gamma 0, seed 0)")
     parser.add_argument("--label", default="", help="results_<label>.json (e.g. gpu)")
+    parser.add_argument("--no-torch", action="store_true",
+                        help="skip the PyTorch baseline (a) (e.g. on a GPU machine, where "
+                             "(a) is still an eager CPU loop)")
+    parser.add_argument("--cpu-devices", type=int, default=os.cpu_count() or 1,
+                        help="host devices a CPU is split into, one per core (default: the "
+                             "number of cores); ssm-jax's chunks are split over them")
     parser.add_argument("--chunk-size", type=int, default=CHUNK_SIZE,
                         help="runs per vmapped chunk of the ssm-jax workloads")
     args = parser.parse_args(argv)
+    jax.config.update("jax_num_cpu_devices", args.cpu_devices)  # before the backend starts
     args.reps = args.reps or (1 if args.quick else 3)
     args.stride = args.stride or (1 if args.quick else 4)
     CHUNK_SIZE = args.chunk_size
