@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import importlib
 import json
 import os
@@ -237,17 +238,13 @@ def workload_w3(args, peak: dict) -> dict:
     """Reverse mode through every run, chunks of CHUNK_SIZE split over the local devices
     (``shard_map``). No rematerialisation: the pooled reduced state is small (``2 d^2``
     floats per step), so the stored history fits and recomputing it would cost time."""
-    from jax.sharding import PartitionSpec
-
     sw, runs = make("mse", args.quick, saves=2)
     group, inputs = one_batch(sw)
     spec = dataclasses.replace(group.spec, remat=False)
     sharding = sweep.run_sharding()
-    each = PartitionSpec("runs")
     per_run = jax.vmap(jax.grad(balanced_final_loss, argnums=2), in_axes=(None, 0, 0, 0))
-    grad_fn = jax.jit(lambda spec, *a: jax.shard_map(
-        lambda *b: per_run(spec, *b), mesh=sharding.mesh, in_specs=each, out_specs=each,
-        check_vma=False)(*a),
+    grad_fn = jax.jit(lambda spec, *a: sweep.per_device(
+        functools.partial(per_run, spec), sharding.mesh)(*a),
         static_argnums=0, compiler_options=sweep.CPU_COMPILER_OPTIONS
         if jax.devices()[0].platform == "cpu" else None)
     result = {}
@@ -420,9 +417,7 @@ def scaling(args) -> dict:
     """Marginal warm time per step of one (batched) run, reduced and per-example, against
     n, d, k and batch size: (time of 2S steps - time of S steps) / S, S = 500, squared
     loss, gd, 2 saves; the rest of the time is reported as the fixed (setup) cost."""
-    import importlib
-
-    simulate = importlib.import_module("ssm_jax.simulate")
+    simulate = simulate_module()
     steps = 50 if args.quick else 500
     grids = {"n": [100, 1000, 10000, 100000], "d": [16, 32, 64, 128], "k": [2, 5, 10, 20],
              "batch": [1, 4, 16, 64]}

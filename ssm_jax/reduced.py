@@ -140,14 +140,17 @@ def use_reduced(spec, problem: Problem) -> bool:
         flops_per_step(k, spec.dim, n, False))
 
 
-def _membership(spec, problem: Problem, dtype):
-    """``(first, member, group_onehot)``: the first class of each group (G,), the
-    (G, k) 0/1 membership matrix and the (G, n_pad) group indicator of the examples."""
+def _first_classes(spec, k: int) -> np.ndarray:
+    """The first class of each group (G,), static: weights and scales are read there."""
+    groups = groups_of(spec, k)
+    return np.array([int(np.argmax(groups == g)) for g in range(num_groups(spec, k))])
+
+
+def _in_group(spec, problem: Problem, dtype) -> Float[Array, "G n"]:
+    """0/1 indicator of the group of each example (G, n_pad), zero on padding."""
     groups = groups_of(spec, problem.num_classes)
-    count = int(groups.max()) + 1
-    first = np.array([int(np.argmax(groups == g)) for g in range(count)])
-    member = jnp.asarray(groups[None, :] == np.arange(count)[:, None], dtype)
-    return first, member, member @ problem.onehot().astype(dtype)
+    member = groups[None, :] == np.arange(num_groups(spec, problem.num_classes))[:, None]
+    return jnp.asarray(member, dtype) @ problem.onehot().astype(dtype)
 
 
 def scales(spec, omega: Float[Array, " k"]) -> Float[Array, " k"]:
@@ -243,7 +246,7 @@ def reduce_params(spec, problem: Problem, omega, params0):
     X0 = params0["H"]
     dtype = X0.dtype
     onehot = problem.onehot().astype(dtype)  # (k, n), zero on padding
-    _, _, in_group = _membership(spec, problem, dtype)  # (G, n)
+    in_group = _in_group(spec, problem, dtype)  # (G, n)
     counts = onehot.sum(axis=1)
     safe = jnp.maximum(counts, 1.0)
     mean = (X0 @ onehot.T) / safe  # (d, k)
@@ -269,7 +272,7 @@ def objective_fn(spec, problem: Problem, numeric, omega, constants):
     n = jnp.sum(problem.mask)
     k = problem.num_classes
     root = jnp.sqrt(counts)
-    first, _, _ = _membership(spec, problem, omega.dtype)
+    first = _first_classes(spec, k)
     omega_g, s_g = omega[first], s[first]  # equal within a group
 
     def objective(state):
@@ -310,11 +313,12 @@ def outputs(spec, state, problem: Problem, omega, constants) -> Float[Array, "k 
     counts, R = constants
     s = scales(spec, omega)
     W = state["W"]
-    first, _, in_group = _membership(spec, problem, W.dtype)
+    first = _first_classes(spec, problem.num_classes)
     WY = jnp.einsum("kd,dge->gke", W, state["Y"]) / s[first][:, None, None]  # (g, k, d)
     shift = (state["nu"] @ W.T) / (jnp.sqrt(jnp.maximum(counts, 1.0)) * s)[:, None]  # (c, k)
     every = jnp.einsum("gke,ne->gkn", WY, R)  # (g, k, n)
-    z = jnp.einsum("gkn,gn->kn", every, in_group) + shift[problem.labels].T * problem.mask
+    z = (jnp.einsum("gkn,gn->kn", every, _in_group(spec, problem, W.dtype))
+         + shift[problem.labels].T * problem.mask)
     if "b" in state:
         z = z + state["b"][:, None]
     return z

@@ -451,15 +451,23 @@ def _batched_trajectory(spec: Spec, problems, numerics, keys, mesh=None):
     communicated. (Leaving the split to the compiler's automatic partitioner can insert
     collectives, which on a multi-device CPU can stall.)"""
     batched = jax.vmap(functools.partial(trajectory, spec))
+    return per_device(batched, mesh)(problems, numerics, keys)
+
+
+def per_device(batched, mesh=None):
+    """``batched`` (a function of arrays with a leading runs axis, e.g. a ``vmap``) applied
+    by each device of ``mesh`` (axis ``"runs"``) to its own slice, with ``jax.shard_map``;
+    ``batched`` itself without a mesh or with one device. For independent runs: nothing
+    is communicated."""
     if mesh is None or mesh.size == 1:
-        return batched(problems, numerics, keys)
+        return batched
     from jax.sharding import PartitionSpec
 
     runs = PartitionSpec("runs")
-    # check_vma=False: loops whose carries start from constants (diffrax's solver state)
-    # need not be marked as varying over the runs axis; every value is per device anyway.
-    return jax.shard_map(batched, mesh=mesh, in_specs=runs, out_specs=runs,
-                         check_vma=False)(problems, numerics, keys)
+    # check_vma=False: loops whose carries start from constants (diffrax's solver state,
+    # reverse-mode cotangents) need not be marked as varying over the runs axis; every
+    # value is per device anyway.
+    return jax.shard_map(batched, mesh=mesh, in_specs=runs, out_specs=runs, check_vma=False)
 
 
 batched_trajectory = jax.jit(_batched_trajectory, static_argnums=(0, 4))
@@ -1015,6 +1023,7 @@ __all__ = [
     "batched_trajectory",
     "compute_chunk",
     "run_sharding",
+    "per_device",
     "config_of",
     "delay_ratio",
     "estimate_run_bytes",

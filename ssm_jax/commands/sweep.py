@@ -92,8 +92,9 @@ def set_cpu_devices(value: str | None) -> None:
 
     import jax
 
-    count = (os.cpu_count() or 1) if value == "auto" else None
-    if count is None:
+    if value == "auto":
+        count = os.cpu_count() or 1
+    else:
         try:
             count = int(value)
         except ValueError:
