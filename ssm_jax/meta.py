@@ -74,6 +74,7 @@ from .simulate import (
     initial_params,
     numeric_of,
     objective_fn,
+    objective_parts,
     omega_of,
     per_example_loss,
     problem_of,
@@ -163,8 +164,8 @@ def final_params(spec: Spec, problem: Problem, numeric: Numeric, key: PRNGKeyArr
         return params, omega, diverged
     opt = discrete.optimizer(spec.method, numeric.lr, numeric.momentum)
     _, params, diverged, state = discrete.run(
-        objective, observe, params0, opt, spec.steps, 2,
-        remat=spec.remat, return_state=True,
+        objective_parts(spec, problem, numeric, omega), observe, params0, opt, spec.steps, 2,
+        remat=spec.remat, return_state=True, has_aux=True,
     )
     updates, _ = opt.update(jax.grad(objective)(params), state, params)
     params = jax.tree.map(lambda p, u: p + (t_offset / numeric.lr) * u, params, updates)

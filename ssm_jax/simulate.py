@@ -149,19 +149,28 @@ def per_example_loss(spec: Spec, problem: Problem, numeric: Numeric):
     return losses.per_example(spec.loss, problem.counts, numeric.tau, numeric.vs_gamma)
 
 
-def objective_fn(spec: Spec, problem: Problem, numeric: Numeric, omega):
-    """``params -> L(params)``: weighted mean loss plus weight decay (see :mod:`ssm_jax.losses`)."""
+def objective_parts(spec: Spec, problem: Problem, numeric: Numeric, omega):
+    """``params -> (L(params), data term)``: the objective of :func:`objective_fn` and its
+    weighted mean loss without the weight decay penalty. Training steps check the data term
+    for divergence (``discrete.run(..., has_aux=True)``), so the penalty, a full pass over
+    the features, is only evaluated at save points."""
     per_example = per_example_loss(spec, problem, numeric)
     onehot = problem.onehot()
     example_weights = model.example_weights(problem, omega)
 
-    def objective(params):
+    def parts(params):
         feats = model.features(params, problem, omega, spec.parametrization)
         values = per_example(model.outputs(params, feats), onehot)
-        return (losses.weighted_mean(values, example_weights, problem.mask)
-                + model.weight_decay_penalty(params, numeric.weight_decay))
+        data = losses.weighted_mean(values, example_weights, problem.mask)
+        return data + model.weight_decay_penalty(params, numeric.weight_decay), data
 
-    return objective
+    return parts
+
+
+def objective_fn(spec: Spec, problem: Problem, numeric: Numeric, omega):
+    """``params -> L(params)``: weighted mean loss plus weight decay (see :mod:`ssm_jax.losses`)."""
+    parts = objective_parts(spec, problem, numeric, omega)
+    return lambda params: parts(params)[0]
 
 
 def observe_fn(spec: Spec, problem: Problem, numeric: Numeric, omega):
@@ -212,17 +221,21 @@ def trajectory(spec: Spec, problem: Problem, numeric: Numeric, key: PRNGKeyArray
     """Simulate one training run. Pure: jit with ``spec`` static, vmap/grad over the rest."""
     omega = omega_of(spec, problem, numeric)
     params0 = initial_params(spec, problem, numeric, omega, key)
-    objective = objective_fn(spec, problem, numeric, omega)
+    # (loss, data term): steps check the data term for divergence, see objective_parts
+    objective = objective_parts(spec, problem, numeric, omega)
     observe = observe_fn(spec, problem, numeric, omega)
+    has_aux = True
     if reduced.use_reduced(spec, problem):  # same run, O(G k d^2) per step (docs/performance.md)
         params0, objective, observe = reduced.reduce(spec, problem, numeric, omega, params0,
                                                      observe)
+        has_aux = False
     if spec.method == "flow":
-        seen, t, diverged_step, stats = flow_run(spec, numeric, objective, observe, params0)
+        scalar = (lambda p: objective(p)[0]) if has_aux else objective
+        seen, t, diverged_step, stats = flow_run(spec, numeric, scalar, observe, params0)
         return finish(spec, t, seen, omega, diverged_step)._replace(flow=stats)
     opt = discrete.optimizer(spec.method, numeric.lr, numeric.momentum)
     seen, _, diverged_step = discrete.run(objective, observe, params0, opt, spec.steps,
-                                          spec.saves, remat=spec.remat)
+                                          spec.saves, remat=spec.remat, has_aux=has_aux)
     t = numeric.lr * jnp.asarray(discrete.save_steps(spec.steps, spec.saves), numeric.lr.dtype)
     return finish(spec, t, seen, omega, diverged_step)
 

@@ -1,5 +1,6 @@
 """The core simulator: the science of the imbalanced UFM, save points, divergence, output."""
 
+import importlib
 import json
 
 import jax
@@ -99,6 +100,31 @@ def test_divergence_is_reported_with_its_step():
     data = res.to_dict()
     assert data["diverged"] is True and data["diverged_step"] == step
     json.dumps(data, allow_nan=False)  # NaNs became null, nothing is silently written as NaN
+
+
+@pytest.mark.parametrize("lr", [1e4, 0.5])
+def test_divergence_checked_on_the_data_term_finds_the_same_step(lr):
+    """Steps check the data term without the weight-decay penalty (``has_aux``); the
+    trajectory and the divergence step equal those of checking the full objective."""
+    sim = importlib.import_module("ssm_jax.simulate")  # the package exports a function of that name
+    from ssm_jax.dynamics import discrete
+
+    cfg = Config(counts=(10, 2), dim=4, lr=lr, steps=50, saves=6, init_scale=0.5,
+                 weight_decay=0.3, reduced="off", x64=True)
+    with jax.enable_x64(True):
+        spec, problem, numeric = spec_of(cfg), problem_of(cfg), numeric_of(cfg)
+        omega = sim.omega_of(spec, problem, numeric)
+        params0 = sim.initial_params(spec, problem, numeric, omega, jax.random.PRNGKey(0))
+        observe = sim.observe_fn(spec, problem, numeric, omega)
+        opt = discrete.optimizer("gd", numeric.lr)
+        full = discrete.run(sim.objective_fn(spec, problem, numeric, omega), observe, params0,
+                            opt, 50, 6)
+        parts = discrete.run(sim.objective_parts(spec, problem, numeric, omega), observe,
+                             params0, opt, 50, 6, has_aux=True)
+        single = trajectory(spec, problem, numeric, jax.random.PRNGKey(0))
+    assert int(parts[2]) == int(full[2]) == int(single.diverged_step)
+    assert (int(full[2]) >= 0) == (lr > 1)
+    tree_allclose(parts[0], full[0])
 
 
 def test_stable_run_is_not_diverged_and_x64_switch():

@@ -82,6 +82,7 @@ def run(
     *,
     remat: bool = False,
     return_state: bool = False,
+    has_aux: bool = False,
 ):
     """Train ``params0`` on ``objective`` and observe it at the save points.
 
@@ -98,6 +99,12 @@ def run(
 
         return_state: also return the final optimiser state (a fourth element), e.g. to
             take the direction of the next update (``ssm_jax.meta``'s derivative in time).
+        has_aux: ``objective`` returns ``(loss, monitor)``, and each step checks the scalar
+            ``monitor`` for finiteness instead of the loss. The monitor must be finite
+            exactly when the loss is, and cheaper: e.g. the data term without the weight
+            decay penalty, which is finite whenever the parameters are (and the data term
+            is not once a parameter is not). The loss itself is then never evaluated inside
+            the loop, so the compiler drops its extra pass over the parameters.
 
     Returns:
         ``(observations, final_params, diverged_step)``: observations stacked along a
@@ -111,7 +118,10 @@ def run(
 
     def step(carry, i):
         params, state, count, diverged, gap = carry
-        loss, grads = jax.value_and_grad(objective)(params)
+        if has_aux:
+            (_, loss), grads = jax.value_and_grad(objective, has_aux=True)(params)
+        else:
+            loss, grads = jax.value_and_grad(objective)(params)
         updates, new_state = opt.update(grads, state, params)
         new_params = optax.apply_updates(params, updates)
         active = True if uniform else i < gap
