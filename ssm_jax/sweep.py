@@ -9,8 +9,11 @@ of values. Its runs are the Cartesian product of the axes. They are executed as
   :class:`~ssm_jax.problem.Problem`, :class:`~ssm_jax.simulate.Numeric` and PRNG keys.
   Problems with different numbers of examples (different imbalance ratios) are padded to
   the largest ``n`` of the group with masked, zero-weight examples, which changes no
-  result. Run ``i`` uses the key ``PRNGKey(seed_i)``, exactly as :func:`~ssm_jax.simulate`
-  does, so every entry equals the corresponding single run.
+  result. Where a run's cost grows with ``n`` (the per-example path), runs of very
+  different ``n`` are split into **buckets**, each padded to its own largest ``n`` and
+  compiled once (see :func:`plan`'s ``buckets``). Run ``i`` uses the key
+  ``PRNGKey(seed_i)``, exactly as :func:`~ssm_jax.simulate` does, so every entry equals
+  the corresponding single run.
 * **chunks**: a group is cut into chunks of at most ``chunk_size`` runs, chosen from a
   memory budget (:func:`estimate_run_bytes`), and every chunk of a group is padded to the
   same batch size, so each group compiles once. A chunk's batch is sharded over the local
@@ -30,6 +33,7 @@ See :data:`VARIABLES` and the README section "Sweeps".
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -343,6 +347,7 @@ class Plan:
     num_classes: int  # largest over groups: the length of the ``class`` dimension
     saves: int  # largest over groups: the length of the ``save`` dimension
     run_bytes: int
+    buckets: int | str = 1  # as resolved by plan(): "cost" or a maximum per group
 
     def runs_of(self, chunk: Chunk) -> np.ndarray:
         """Flat run indices of a chunk."""
@@ -387,19 +392,103 @@ def parse_bytes(text: str | int | float) -> int:
 
 
 # On a CPU, a chunk's state should stay in cache: 84 W1 runs at once ran 2-3x slower than
-# chunks of 8 (benchmarks/run.py); a GPU wants the whole budget.
-CPU_RUNS_PER_DEVICE = 8
+# chunks of 8 (benchmarks/run.py), and the cross-entropy W2 sweep took 18.9 s in chunks of
+# 4 runs per device against 30.1 s with 8 (2 devices, same process); a GPU wants the whole
+# budget.
+CPU_RUNS_PER_DEVICE = 4
+
+# What one more compilation costs on a CPU, in flops of training it must save to pay for
+# itself (buckets="cost"): about 3 s of compiling a W2 chunk against about 60 GFLOP/s of
+# per-example training on the 2-core benchmark CPU (benchmarks/run.py).
+CPU_COMPILE_FLOPS = 2e11
+
+
+def run_flops(spec: Spec, num_classes: int, n: int) -> float:
+    """Matrix-product flops of one run's training steps with ``n`` (padded) examples, on the
+    path :func:`~ssm_jax.simulate.trajectory` takes (reduced or per example); ``spec.steps``
+    stands for the number of steps (or vector-field evaluations of a flow)."""
+    from . import reduced
+
+    problem = make_problem((1,) * num_classes, n)
+    use = reduced.use_reduced(spec, problem)
+    groups = reduced.num_groups(spec, num_classes) if use else None
+    per_step = reduced.flops_per_step(num_classes, spec.dim, n, use, groups)
+    return float(spec.steps) * per_step * getattr(spec, "depth", 1)
+
+
+def buckets_of(ns: Sequence[int], chunk_size: int, cost: Callable[[int], float],
+               max_buckets: int | None = None, compile_cost: float = 0.0) -> list[tuple]:
+    """Split runs of ``ns`` examples into buckets, each padded to its largest ``n``.
+
+    Runs are sorted by ``n`` (largest first, ties by position) and cut into chunks of
+    ``chunk_size``; a bucket is a stretch of consecutive chunks, padded to the ``n`` of its
+    first run, so each of its chunks costs ``chunk_size * cost(n_pad)``, and each bucket
+    costs one more compilation (``compile_cost``, in the units of ``cost``). Returns an
+    optimal split, the cheapest with at most ``max_buckets`` buckets (``None``: any
+    number), as ``(runs, n_pad)`` pairs, ``runs`` being positions in ``ns``. Dynamic
+    programming over the chunks where ``n`` drops (at most 256 of them)."""
+    ns = np.asarray(ns, dtype=np.int64)
+    order = np.argsort(-ns, kind="stable")
+    starts = ns[order][::chunk_size]  # n_pad of a bucket that starts at chunk m
+    cuts = [0] + [m for m in range(1, len(starts)) if starts[m] < starts[m - 1]]
+    if len(cuts) > 256:  # keep the programme small for huge, continuous sweeps
+        cuts = sorted(set(cuts[:: -(-len(cuts) // 256)]) | {0})
+    bounds = cuts + [len(starts)]
+    limit = len(cuts) if max_buckets is None else min(max_buckets, len(cuts))
+    inf = float("inf")
+    # best[b][j]: cheapest split of chunks [0, bounds[j]) into b buckets; back-pointers.
+    best = [[inf] * len(bounds) for _ in range(limit + 1)]
+    back = [[-1] * len(bounds) for _ in range(limit + 1)]
+    best[0][0] = 0.0
+    for b in range(1, limit + 1):
+        for j in range(1, len(bounds)):
+            for i in range(j):
+                if best[b - 1][i] < inf:
+                    chunks = bounds[j] - bounds[i]
+                    value = (best[b - 1][i] + compile_cost
+                             + chunks * chunk_size * cost(int(starts[bounds[i]])))
+                    if value < best[b][j]:
+                        best[b][j], back[b][j] = value, i
+    b = min(range(1, limit + 1), key=lambda c: (best[c][-1], c))
+    out, j = [], len(bounds) - 1
+    while j > 0:
+        i = back[b][j]
+        runs = order[bounds[i] * chunk_size: bounds[j] * chunk_size]
+        out.append((np.sort(runs), int(starts[bounds[i]])))
+        j, b = i, b - 1
+    return out[::-1]
+
+
+def resolve_buckets(buckets, platform: str) -> int | str:
+    """``buckets`` of :func:`plan` as used: ``"auto"`` is ``"cost"`` on a CPU (whose time
+    grows with the padded ``n``) and 1 elsewhere (a GPU step of these sizes is latency
+    bound, so padding is free and compilations are not)."""
+    if buckets == "auto":
+        return "cost" if platform == "cpu" else 1
+    if buckets == "cost":
+        return buckets
+    if isinstance(buckets, bool) or not isinstance(buckets, int) or buckets < 1:
+        raise ConfigError(f"buckets={buckets!r} must be 'auto', 'cost' or an integer >= 1")
+    return buckets
 
 
 def plan(sweep: Sweep, *, chunk_size: int | None = None, memory_budget="1G",
-         num_devices: int | None = None) -> Plan:
+         num_devices: int | None = None, buckets="auto") -> Plan:
     """Validate every run of ``sweep``, group the runs and cut the groups into chunks.
 
     ``chunk_size`` (runs per chunk) wins over ``memory_budget`` (bytes per device, see
     :func:`estimate_run_bytes`); the budget gives ``devices x floor(budget / run_bytes)``
     runs (at least one per device), at most :data:`CPU_RUNS_PER_DEVICE` per device on a
-    CPU. Memory: one int per run."""
+    CPU.
+
+    ``buckets`` splits a group whose runs have different numbers of examples into buckets
+    padded to their own largest ``n`` (:func:`bucket_sizes`): an integer N allows at most
+    N padded sizes per group, chosen to minimise the padded work (:func:`run_flops`); 1
+    pads every run to the group's largest ``n``; ``"cost"`` adds a bucket only where the
+    work it saves exceeds :data:`CPU_COMPILE_FLOPS`; ``"auto"`` (default) is ``"cost"``
+    on a CPU and 1 elsewhere (:func:`resolve_buckets`). Memory: one int per run."""
     num_devices = num_devices or jax.local_device_count()
+    buckets = resolve_buckets(buckets, jax.devices()[0].platform)
     keys: dict[tuple, int] = {}
     specs: list[tuple[Spec, int, bool]] = []
     n_pads: list[int] = []
@@ -429,13 +518,28 @@ def plan(sweep: Sweep, *, chunk_size: int | None = None, memory_budget="1G",
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ConfigError(f"chunk_size={chunk_size!r} must be an integer >= 1")
     chunk_size = min(chunk_size, sweep.size)
+    if buckets != 1:
+        groups = [bucket for g in groups for bucket in _split(sweep, g, chunk_size, buckets)]
     chunks: list[Chunk] = []
     for g, group in enumerate(groups):
         for start in range(0, len(group.runs), chunk_size):
             stop = min(start + chunk_size, len(group.runs))
             chunks.append(Chunk(len(chunks), g, start, stop))
     return Plan(sweep, groups, chunk_size, chunks, max(g.num_classes for g in groups), saves,
-                run_bytes)
+                run_bytes, buckets)
+
+
+def _split(sweep: Sweep, group: Group, chunk_size: int, buckets: int | str) -> list[Group]:
+    """The buckets of one group (itself when all its runs have one ``n``)."""
+    ns = np.array([sum(class_counts_of(sweep.config(int(i)))) for i in group.runs])
+    if ns.min() == ns.max():
+        return [group]
+    cost = functools.partial(run_flops, group.spec, group.num_classes)
+    found = buckets_of(ns, min(chunk_size, len(ns)), cost,
+                       None if buckets == "cost" else buckets,
+                       CPU_COMPILE_FLOPS if buckets == "cost" else 0.0)
+    return [Group(group.spec, group.num_classes, n_pad, group.x64, group.runs[runs])
+            for runs, n_pad in found]
 
 
 # --------------------------------------------------------------------------------------
@@ -474,7 +578,11 @@ batched_trajectory = jax.jit(_batched_trajectory, static_argnums=(0, 4))
 batched_trajectory.__doc__ = _batched_trajectory.__doc__
 # The same for CPUs, whose LLVM back end at -O1 compiled the W1 sweep about 20% faster
 # than at the default -O2, and ran it as fast (benchmarks/run.py).
-CPU_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
+# Region-based copy insertion lets the training loop update the features in place: without
+# it XLA copies the d x n feature carry once per step (seen in the optimised HLO of W2's
+# loop), an extra read and write of the largest array.
+CPU_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1,
+                        "xla_cpu_copy_insertion_use_region_analysis": True}
 _batched_trajectory_cpu = jax.jit(_batched_trajectory, static_argnums=(0, 4),
                                   compiler_options=CPU_COMPILER_OPTIONS)
 
@@ -528,21 +636,41 @@ def run_sharding(devices: Sequence | None = None):
     return NamedSharding(Mesh(np.array(devices), ("runs",)), PartitionSpec("runs"))
 
 
+def _chunk_inputs(sweep: Sweep, group: Group, runs: np.ndarray, batch: int, sharding):
+    """Device inputs of a chunk padded to ``batch`` runs (repeating the last), and counts."""
+    padded = np.concatenate([runs, np.repeat(runs[-1:], batch - len(runs))])
+    *inputs, counts = batch_inputs(sweep, group, padded)
+    return jax.device_put(tuple(inputs), sharding), counts
+
+
+def _program(sharding):
+    cpu = sharding.mesh.devices.flat[0].platform == "cpu"
+    return _batched_trajectory_cpu if cpu else batched_trajectory
+
+
+def lower_group(sweep: Sweep, group: Group, batch: int, sharding):
+    """The lowered (not yet compiled) program of a group's chunks of ``batch`` runs."""
+    with jax.enable_x64(group.x64):
+        inputs, _ = _chunk_inputs(sweep, group, group.runs[:batch], batch, sharding)
+        return _program(sharding).lower(group.spec, *inputs, sharding.mesh)
+
+
 def compute_chunk(sweep: Sweep, group: Group, runs: np.ndarray, batch: int,
-                  sharding=None) -> dict[str, np.ndarray]:
+                  sharding=None, executable=None) -> dict[str, np.ndarray]:
     """Simulate the runs of one chunk; arrays with a leading run axis (padding removed).
 
     The batch is padded to ``batch`` runs (a multiple of the number of devices) by
     repeating the last run, so every chunk of a group has one shape and compiles once, and
-    is sharded with ``sharding`` (default :func:`run_sharding` over the local devices)."""
+    is sharded with ``sharding`` (default :func:`run_sharding` over the local devices).
+    ``executable``: the group's program compiled ahead (:func:`lower_group`), else the
+    jitted function compiles it on first use."""
     sharding = sharding or run_sharding()
-    padded = np.concatenate([runs, np.repeat(runs[-1:], batch - len(runs))])
     with jax.enable_x64(group.x64):
-        *inputs, counts = batch_inputs(sweep, group, padded)
-        inputs = jax.device_put(tuple(inputs), sharding)
-        cpu = sharding.mesh.devices.flat[0].platform == "cpu"
-        fn = _batched_trajectory_cpu if cpu else batched_trajectory
-        traj = fn(group.spec, *inputs, sharding.mesh)
+        inputs, counts = _chunk_inputs(sweep, group, runs, batch, sharding)
+        if executable is None:
+            traj = _program(sharding)(group.spec, *inputs, sharding.mesh)
+        else:
+            traj = executable(*inputs)
         traj = jax.tree.map(lambda a: np.asarray(a)[: len(runs)], traj)
     out = flatten_trajectory(traj)
     out["class_counts"] = counts[: len(runs)]
@@ -612,8 +740,8 @@ def _describe_difference(old: dict, new: dict) -> str:
 def _open_parts(out: str, the_plan: Plan) -> tuple[str, Plan]:
     """Create ``<out>.parts`` with its manifest, or check an existing one matches the sweep.
 
-    Resuming keeps the chunk size recorded in the manifest (so a different memory budget
-    does not change the chunk layout)."""
+    Resuming keeps the chunk size and buckets recorded in the manifest (so a different
+    memory budget or device does not change the chunk layout)."""
     parts = parts_dir(out)
     manifest_path = os.path.join(parts, "manifest.json")
     sweep = the_plan.sweep
@@ -626,12 +754,14 @@ def _open_parts(out: str, the_plan: Plan) -> tuple[str, Plan]:
                 f"({_describe_difference(manifest.get('sweep', {}), sweep.to_dict())}); "
                 f"refusing to mix them: rerun the original command to finish it, or remove "
                 f"{parts} (and choose another --out) to start this one")
-        if manifest["chunk_size"] != the_plan.chunk_size:
-            the_plan = plan(sweep, chunk_size=manifest["chunk_size"])
+        recorded = manifest.get("buckets", 1)  # older manifests: one padded size per group
+        if manifest["chunk_size"] != the_plan.chunk_size or recorded != the_plan.buckets:
+            the_plan = plan(sweep, chunk_size=manifest["chunk_size"], buckets=recorded)
         return parts, the_plan
     os.makedirs(parts, exist_ok=True)
     manifest = {"format": FORMAT_VERSION, "config_hash": sweep.config_hash,
-                "chunk_size": the_plan.chunk_size, "num_chunks": len(the_plan.chunks),
+                "chunk_size": the_plan.chunk_size, "buckets": the_plan.buckets,
+                "num_chunks": len(the_plan.chunks),
                 "num_runs": sweep.size, "sweep": sweep.to_dict()}
     _atomic_write(manifest_path, lambda f: f.write(json.dumps(manifest, indent=1).encode()))
     return parts, the_plan
@@ -678,6 +808,7 @@ def _file_attrs(the_plan: Plan) -> dict:
         "swept_fields": json.dumps(sweep.fields),
         "num_runs": sweep.size,
         "chunk_size": the_plan.chunk_size,
+        "buckets": str(the_plan.buckets),
         "time_convention": "t = lr x step (a coordinate over every swept dimension and save)",
         "missing_values": "NaN: a learn_time/half_time never reached, a save or class index a "
                           "run does not have, or values after a divergence (see diverged)",
@@ -850,6 +981,7 @@ def run(
     on_chunk: Callable[[int], None] | None = None,
     wait_poll_s: float = 1.0,
     lazy: bool = False,
+    buckets="auto",
 ):
     """Run a sweep and return its :class:`xarray.Dataset` (see the module docstring).
 
@@ -868,6 +1000,7 @@ def run(
         on_chunk: called with the chunk id after each chunk this call computed is saved.
         lazy: return the Dataset opened lazily from ``out`` (see :func:`load`) instead of
             loaded in memory, for sweeps whose results do not fit in memory.
+        buckets: padded sizes per group, see :func:`plan` (``"auto"``: by cost on a CPU).
 
     Returns the Dataset, or ``None`` on processes other than 0.
     Raises :class:`ConfigError` for a bad sweep, or an ``out`` (or its parts) that holds a
@@ -878,12 +1011,12 @@ def run(
     if not 0 <= process_index < process_count:
         raise ConfigError(f"process_index={process_index} is out of range 0..{process_count - 1}")
     the_plan = plan(sweep, chunk_size=chunk_size, memory_budget=memory_budget,
-                    num_devices=len(devices))
+                    num_devices=len(devices), buckets=buckets)
     if out is None:
         with tempfile.TemporaryDirectory(prefix="ssm-jax-sweep-") as tmp:
             return run(sweep, os.path.join(tmp, "sweep.nc"), chunk_size=the_plan.chunk_size,
                        progress=progress, devices=devices, process_index=0, process_count=1,
-                       on_chunk=on_chunk)
+                       on_chunk=on_chunk, buckets=the_plan.buckets)
     out = os.fspath(out)
     if os.path.exists(out):
         existing = _read_hash(out)
@@ -923,23 +1056,53 @@ def _compute_missing(the_plan: Plan, parts: str, devices: list, process_index: i
     todo = [c for c in the_plan.chunks
             if c.id not in done and c.id % process_count == process_index]
     shardings = {}  # one mesh for the whole sweep; one device for LAPACK groups on CPUs
-    with _progress_bar(the_plan, done, progress, "sweep") as bar:
+    layouts = {}  # group -> (sharding, batch)
+    for chunk in todo:
+        if chunk.group in layouts:
+            continue
+        group = the_plan.groups[chunk.group]
+        alone = len(devices) > 1 and devices[0].platform == "cpu" and uses_lapack(group.spec)
+        used = devices[:1] if alone else devices
+        if len(used) not in shardings:
+            shardings[len(used)] = run_sharding(used)
+        # One batch size per group (a multiple of the device count): one compilation.
+        batch = min(the_plan.chunk_size, len(group.runs))
+        layouts[chunk.group] = (shardings[len(used)], -(-batch // len(used)) * len(used))
+    with _progress_bar(the_plan, done, progress, "sweep") as bar, \
+            _compile_ahead(the_plan, layouts) as executables:
         for chunk in todo:
-            group = the_plan.groups[chunk.group]
-            alone = len(devices) > 1 and devices[0].platform == "cpu" and uses_lapack(
-                group.spec)
-            used = devices[:1] if alone else devices
-            if len(used) not in shardings:
-                shardings[len(used)] = run_sharding(used)
-            # One batch size per group (a multiple of the device count): one compilation.
-            batch = min(the_plan.chunk_size, len(group.runs))
-            batch = -(-batch // len(used)) * len(used)
-            arrays = compute_chunk(the_plan.sweep, group, the_plan.runs_of(chunk), batch,
-                                   shardings[len(used)])
+            sharding, batch = layouts[chunk.group]
+            executable = executables[chunk.group].result() if executables else None
+            arrays = compute_chunk(the_plan.sweep, the_plan.groups[chunk.group],
+                                   the_plan.runs_of(chunk), batch, sharding, executable)
             _save_chunk(parts, chunk.id, arrays)
             bar.update(chunk.size)
             if on_chunk is not None:
                 on_chunk(chunk.id)
+
+
+@contextlib.contextmanager
+def _compile_ahead(the_plan: Plan, layouts: dict):
+    """With several groups to run, lower their programs (in order, in this thread) and
+    compile them concurrently, one thread per core, while the first groups' chunks run:
+    XLA compiles one program on one core, so a sweep of G groups waits for about one
+    compilation instead of G. Yields ``{group: Future of the compiled program}``, or
+    ``{}`` for a single group (compiled on first use)."""
+    if len(layouts) < 2:
+        yield {}
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(len(layouts), os.cpu_count() or 1)) as pool:
+        futures = {}
+        for g, (sharding, batch) in layouts.items():
+            lowered = lower_group(the_plan.sweep, the_plan.groups[g], batch, sharding)
+            futures[g] = pool.submit(lowered.compile)
+        try:
+            yield futures
+        finally:
+            for future in futures.values():
+                future.cancel()
 
 
 def _wait_for_chunks(the_plan: Plan, parts: str, progress: bool, poll_s: float) -> None:

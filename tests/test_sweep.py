@@ -129,6 +129,74 @@ def test_padding_changes_no_result(x64, x64_sweep):
     tree_allclose(plain, padded)
 
 
+def test_buckets_of_is_optimal_by_brute_force():
+    """The dynamic programme finds the cheapest split into stretches of chunks (checked
+    against every set of cuts), covers every run once and pads each run enough."""
+    import itertools
+
+    rng = np.random.default_rng(0)
+    cost = lambda n: float(n) ** 1.5  # noqa: E731
+    for _ in range(30):
+        ns = rng.choice([5, 9, 12, 20, 33], size=int(rng.integers(2, 13)))
+        size = int(rng.integers(1, 4))
+        compile_cost = float(rng.choice([0.0, 20.0, 400.0]))
+        starts = np.sort(ns)[::-1][::size]
+        for most in (None, 1, 2, 3):
+            found = sweep.buckets_of(ns, size, cost, most, compile_cost)
+            runs = np.concatenate([r for r, _ in found])
+            assert sorted(runs.tolist()) == list(range(len(ns)))
+            assert all(ns[r].max() == n_pad for r, n_pad in found)
+            assert most is None or len(found) <= most
+            got = sum(compile_cost + -(-len(r) // size) * size * cost(n_pad) for r, n_pad in found)
+            best = float("inf")
+            for k in range(len(starts)):
+                if most is not None and k + 1 > most:
+                    break
+                for cuts in itertools.combinations(range(1, len(starts)), k):
+                    edges = [0, *cuts, len(starts)]
+                    best = min(best, sum(compile_cost + (b - a) * size * cost(int(starts[a]))
+                                         for a, b in zip(edges[:-1], edges[1:], strict=True)))
+            assert got == pytest.approx(best, rel=1e-12)
+
+
+def test_buckets_split_by_n_and_change_no_result(tmp_path):
+    """Cross-entropy runs (per example: cost grows with n) padded to their own n (48, 32
+    and 28 examples) give the sweep padded to 48; squared-loss runs (reduced: cost
+    independent of n) are not split."""
+    assert len(sweep.plan(sweep.make_sweep(Config(**BASE), AXES), buckets=3).groups) == 1
+    sw = sweep.make_sweep(Config(**BASE, loss="ce", x64=True), AXES, seeds=2)
+    ds = sweep.run(sw, tmp_path / "padded.nc", chunk_size=4, buckets=1, progress=False)
+    plan = sweep.plan(sw, chunk_size=4, buckets=3)
+    assert plan.buckets == 3 and [g.n_pad for g in plan.groups] == [48, 32, 28]
+    for group in plan.groups:
+        assert {sum(class_counts_of(sw.config(int(i)))) for i in group.runs} == {group.n_pad}
+    assert len(sweep.plan(sw, chunk_size=4, buckets=1).groups) == 1
+    # the cost rule: these runs are far too small to pay for two more compilations
+    assert len(sweep.plan(sw, chunk_size=4, buckets="cost").groups) == 1
+    bucketed = sweep.run(sw, tmp_path / "bucketed.nc", chunk_size=4, buckets=3, progress=False)
+    assert bucketed.attrs["buckets"] == "3"
+    for name in JSON_ARRAYS:
+        np.testing.assert_allclose(bucketed[name].values, ds[name].values, rtol=1e-10,
+                                   atol=1e-12, equal_nan=True, err_msg=name)
+
+
+def test_resume_keeps_the_recorded_buckets(tmp_path):
+    sw = sweep.make_sweep(Config(**BASE, loss="ce"), AXES, seeds=2)
+    out = str(tmp_path / "sweep.nc")
+    sweep._open_parts(out, sweep.plan(sw, chunk_size=2, buckets=3))  # an unfinished sweep
+    with open(os.path.join(sweep.parts_dir(out), "manifest.json")) as f:
+        assert json.load(f)["buckets"] == 3
+    _, resumed = sweep._open_parts(out, sweep.plan(sw, chunk_size=2, buckets=1))
+    assert resumed.buckets == 3 and len(resumed.groups) == 3
+
+
+def test_bad_buckets_are_refused():
+    sw = sweep.make_sweep(Config(**BASE), AXES)
+    for bad in (0, -1, "many", True, 1.5):
+        with pytest.raises(ConfigError, match="buckets="):
+            sweep.plan(sw, buckets=bad)
+
+
 # ------------------------------------------------------------------------------------------
 # The Dataset
 # ------------------------------------------------------------------------------------------
@@ -244,6 +312,8 @@ def test_command_line_and_toml_give_the_same_sweep(tmp_path):
     (["--seed", "0,1", "--seeds", "3"], "not both"),
     (["--saves", "50", "--steps", "10,100"], "saves=50"),
     (["--memory-budget", "lots"], "memory budget"),
+    (["--buckets", "many"], "--buckets='many'"),
+    (["--buckets", "0"], "buckets=0"),
 ])
 def test_bad_values_exit_2_and_write_nothing(tmp_path, capsys, args, message):
     out = tmp_path / "bad.nc"
@@ -269,7 +339,7 @@ def test_memory_budget_chooses_the_chunk():
     assert sweep.plan(sw, memory_budget=3 * run_bytes + 1).chunk_size == 3
     assert sweep.plan(sw, memory_budget=3 * run_bytes, num_devices=2).chunk_size == 6
     assert sweep.plan(sw, memory_budget=1).chunk_size == 1  # at least one run per device
-    # a large budget: the whole sweep, except that a CPU caps a chunk at 8 runs per device
+    # a large budget: the whole sweep, except that a CPU caps the runs per device
     cap = sweep.CPU_RUNS_PER_DEVICE if jax.devices()[0].platform == "cpu" else sw.size
     assert sweep.plan(sw, memory_budget="1T").chunk_size == min(sw.size, cap)
     assert sweep.parse_bytes("1.5G") == int(1.5 * 2**30) and sweep.parse_bytes("512M") == 2**29

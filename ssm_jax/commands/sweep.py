@@ -46,6 +46,11 @@ def register(sub) -> None:
     run_group.add_argument("--memory-budget", default="1G", metavar="SIZE",
                            help="device memory per device for one chunk, e.g. 512M, 4G "
                            "(default: 1G)")
+    run_group.add_argument("--buckets", metavar="auto|cost|N", default="auto",
+                           help="runs with different numbers of examples: pad each group to "
+                           "at most N sizes (1: every run to the largest n), 'cost': add a "
+                           "padded size where the work it saves pays for a compilation; "
+                           "'auto' (default): 'cost' on a CPU, 1 on a GPU")
     run_group.add_argument("--cpu-devices", metavar="N|auto", default=None,
                            help="on a CPU, split each chunk over N host devices, one per "
                            "core ('auto': the number of cores); the runs are independent, so "
@@ -119,14 +124,23 @@ def run(args) -> int:
         jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     elif any(v is not None for v in (args.coordinator, args.num_processes, args.process_id)):
         raise ConfigError("--coordinator, --num-processes and --process-id need --distributed")
-    plan = sweeping.plan(sweep, chunk_size=args.chunk_size, memory_budget=args.memory_budget)
+    buckets = args.buckets
+    if buckets not in ("auto", "cost"):
+        try:
+            buckets = int(buckets)
+        except ValueError:
+            raise ConfigError(f"--buckets={buckets!r} must be 'auto', 'cost' or an integer "
+                              ">= 1") from None
+    plan = sweeping.plan(sweep, chunk_size=args.chunk_size, memory_budget=args.memory_budget,
+                         buckets=buckets)
     shape = " x ".join(f"{d} {n}" for d, n in zip(sweep.dims, sweep.shape, strict=True))
     print(f"sweep: {sweep.size} runs ({shape or 'one configuration'}); "
-          f"{len(plan.groups)} compiled group(s); {len(plan.chunks)} chunk(s) of up to "
+          f"{len(plan.groups)} compiled group(s) (padded n: "
+          f"{', '.join(str(g.n_pad) for g in plan.groups)}); {len(plan.chunks)} chunk(s) of up to "
           f"{plan.chunk_size} runs (~{plan.run_bytes / 2**10:.0f} KiB per run estimated) on "
           f"{jax.local_device_count()} device(s)", flush=True)
     start = time.perf_counter()
-    ds = sweeping.run(sweep, args.out, chunk_size=plan.chunk_size,
+    ds = sweeping.run(sweep, args.out, chunk_size=plan.chunk_size, buckets=plan.buckets,
                       progress=not args.no_progress)
     if ds is None:  # a process other than 0 of a distributed sweep
         print(f"process {jax.process_index()}: its chunks are done; process 0 writes {args.out}")
