@@ -142,29 +142,36 @@ def one_batch(sw):
     return group, (problems, numerics, keys)
 
 
-def flops_bytes(workload: str, sw, n_pad: int, reduced_path: bool, flow_evals=None) -> dict:
+def flops_bytes(workload: str, sw, sizes, reduced_path: bool, flow_evals=None) -> dict:
     """Analytic matrix-product flops and minimal memory traffic (parameters or reduced
-    state read and written once per step, in float32) of what the workload executes."""
+    state read and written once per step, in float32) of what the workload executes:
+    ``sizes`` lists ``(runs, n_pad)`` of the compiled groups (one per bucket of ``n``).
+    ``state_floats`` is that of the largest ``n_pad`` (the cache-residency test)."""
     cfg = sw.config(0)
-    k, d, steps, saves, runs = cfg.num_classes, cfg.dim, cfg.steps, cfg.saves, sw.size
-    if reduced_path:
-        groups = reduced.num_groups(simulate_module().spec_of(cfg), k)  # pooled classes
-        step_flops = reduced.flops_per_step(k, d, n_pad, True, groups)
-        state = k * d + groups * d * d + k * d
-        save_flops = 2 * groups * k * d * n_pad
-        init_flops = 4 * groups * d * d * n_pad
-    else:
-        step_flops = reduced.flops_per_step(k, d, n_pad, False)
-        state = k * d + d * n_pad
-        save_flops = 2 * k * d * n_pad
-        init_flops = 0
+    k, d, steps, saves = cfg.num_classes, cfg.dim, cfg.steps, cfg.saves
     evals = steps if flow_evals is None else flow_evals
-    flops = runs * (evals * step_flops + saves * save_flops + init_flops)
-    traffic = runs * evals * 2 * 4 * state
+    flops = traffic = 0.0
+    for runs, n_pad in sizes:
+        if reduced_path:
+            groups = reduced.num_groups(simulate_module().spec_of(cfg), k)  # pooled classes
+            step_flops = reduced.flops_per_step(k, d, n_pad, True, groups)
+            state = k * d + groups * d * d + k * d
+            save_flops = 2 * groups * k * d * n_pad
+            init_flops = 4 * groups * d * d * n_pad
+        else:
+            step_flops = reduced.flops_per_step(k, d, n_pad, False)
+            state = k * d + d * n_pad
+            save_flops = 2 * k * d * n_pad
+            init_flops = 0
+        flops += runs * (evals * step_flops + saves * save_flops + init_flops)
+        traffic += runs * evals * 2 * 4 * state
     if workload == "w3":  # forward + backward (2x forward) of the training steps
         flops, traffic = 3 * flops, 3 * traffic
-    return {"flops": float(flops), "bytes": float(traffic), "step_flops": step_flops,
-            "state_floats": state}
+    largest = max(n for _, n in sizes)
+    state = (k * d + reduced.num_groups(simulate_module().spec_of(cfg), k) * d * d + k * d
+             if reduced_path else k * d + d * largest)
+    return {"flops": float(flops), "bytes": float(traffic), "state_floats": state,
+            "groups": [{"runs": int(r), "n_pad": int(n)} for r, n in sizes]}
 
 
 def simulate_module():
@@ -185,7 +192,11 @@ def workload_discrete(name: str, loss: str, args, peak: dict) -> dict:
     sw, runs = make(loss, args.quick)
     group, _ = one_batch(sw)
     use = reduced.use_reduced(group.spec, sweep_problem(group))
-    out = {"runs": sw.size, "n_pad": group.n_pad, "reduced": use, "chunk_size": CHUNK_SIZE}
+    # as the sweep runs it: on a CPU, per-example runs are bucketed by n (sweep.plan)
+    executed = sweep.plan(sw, chunk_size=CHUNK_SIZE)
+    sizes = [(len(g.runs), g.n_pad) for g in executed.groups]
+    out = {"runs": sw.size, "n_pad": group.n_pad, "reduced": use, "chunk_size": CHUNK_SIZE,
+           "buckets": executed.buckets, "n_pads": [n for _, n in sizes]}
     out["ssm_jax"] = cold_warm(ssm_jax_sweep(sw), args.reps)
     ds = sweep.run(sw, None, progress=False, chunk_size=CHUNK_SIZE)
     ours_acc = np.asarray(ds["balanced_accuracy"]).reshape(sw.size, -1)
@@ -208,7 +219,7 @@ def workload_discrete(name: str, loss: str, args, peak: dict) -> dict:
             np.max(np.abs(torch_acc[:, -1] - sweep_order(ds, sw)[:3, -1])))
     out["final_balanced_accuracy_mean"] = float(np.nanmean(ours_acc[:, -1]))
     out["diverged_runs"] = int(np.asarray(ds["diverged"]).sum())
-    out["work"] = flops_bytes(name, sw, group.n_pad, use)
+    out["work"] = flops_bytes(name, sw, sizes, use)
     return finish(out, peak, sw.size)
 
 
@@ -275,7 +286,7 @@ def workload_w3(args, peak: dict) -> dict:
         out["torch"] = {"cold_s": t, "warm_s": t, "compile_s": 0.0,
                         "configs_timed": len(subset),
                         "note": "central finite differences (two eager runs per gradient)"}
-    out["work"] = flops_bytes("w3", sw, group.n_pad, use)
+    out["work"] = flops_bytes("w3", sw, [(sw.size, group.n_pad)], use)
     return finish(out, peak, sw.size)
 
 
@@ -306,7 +317,7 @@ def workload_w4(args, peak: dict) -> dict:
                                 for r in subset], args.reps)
     out["scipy"] = {"cold_s": t, "warm_s": t, "compile_s": 0.0, "configs_timed": len(subset),
                     "note": "scipy.integrate.solve_ivp RK45 with a NumPy vector field"}
-    out["work"] = flops_bytes("w4", sw, group.n_pad, use, flow_evals=evals)
+    out["work"] = flops_bytes("w4", sw, [(sw.size, group.n_pad)], use, flow_evals=evals)
     return finish(out, peak, sw.size)
 
 
