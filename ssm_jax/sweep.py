@@ -1093,16 +1093,15 @@ def _compile_ahead(the_plan: Plan, layouts: dict):
         return
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=min(len(layouts), os.cpu_count() or 1)) as pool:
+    pool = ThreadPoolExecutor(max_workers=min(len(layouts), os.cpu_count() or 1))
+    try:
         futures = {}
         for g, (sharding, batch) in layouts.items():
             lowered = lower_group(the_plan.sweep, the_plan.groups[g], batch, sharding)
             futures[g] = pool.submit(lowered.compile)
-        try:
-            yield futures
-        finally:
-            for future in futures.values():
-                future.cancel()
+        yield futures
+    finally:  # interrupted: do not wait for compilations nobody will use
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _wait_for_chunks(the_plan: Plan, parts: str, progress: bool, poll_s: float) -> None:
