@@ -534,7 +534,7 @@ def _split(sweep: Sweep, group: Group, chunk_size: int, buckets: int | str) -> l
     ns = np.array([sum(class_counts_of(sweep.config(int(i)))) for i in group.runs])
     if ns.min() == ns.max():
         return [group]
-    cost = functools.partial(run_flops, group.spec, group.num_classes)
+    cost = functools.cache(functools.partial(run_flops, group.spec, group.num_classes))
     found = buckets_of(ns, min(chunk_size, len(ns)), cost,
                        None if buckets == "cost" else buckets,
                        CPU_COMPILE_FLOPS if buckets == "cost" else 0.0)
