@@ -482,7 +482,7 @@ def plan(sweep: Sweep, *, chunk_size: int | None = None, memory_budget="1G",
     CPU.
 
     ``buckets`` splits a group whose runs have different numbers of examples into buckets
-    padded to their own largest ``n`` (:func:`bucket_sizes`): an integer N allows at most
+    padded to their own largest ``n`` (:func:`buckets_of`): an integer N allows at most
     N padded sizes per group, chosen to minimise the padded work (:func:`run_flops`); 1
     pads every run to the group's largest ``n``; ``"cost"`` adds a bucket only where the
     work it saves exceeds :data:`CPU_COMPILE_FLOPS`; ``"auto"`` (default) is ``"cost"``
@@ -578,9 +578,10 @@ batched_trajectory = jax.jit(_batched_trajectory, static_argnums=(0, 4))
 batched_trajectory.__doc__ = _batched_trajectory.__doc__
 # The same for CPUs, whose LLVM back end at -O1 compiled the W1 sweep about 20% faster
 # than at the default -O2, and ran it as fast (benchmarks/run.py).
-# Region-based copy insertion lets the training loop update the features in place: without
-# it XLA copies the d x n feature carry once per step (seen in the optimised HLO of W2's
-# loop), an extra read and write of the largest array.
+# Region-based copy insertion removes the copy of the d x n feature carry that XLA makes at
+# the top of every training step (seen in the optimised HLO of W2's loop), an extra read
+# and write of the largest array (one copy at the end of the step remains; see
+# docs/performance.md, section 3).
 CPU_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1,
                         "xla_cpu_copy_insertion_use_region_analysis": True}
 _batched_trajectory_cpu = jax.jit(_batched_trajectory, static_argnums=(0, 4),
