@@ -486,13 +486,14 @@ def plan(sweep: Sweep, *, chunk_size: int | None = None, memory_budget="1G",
     N padded sizes per group, chosen to minimise the padded work (:func:`run_flops`); 1
     pads every run to the group's largest ``n``; ``"cost"`` adds a bucket only where the
     work it saves exceeds :data:`CPU_COMPILE_FLOPS`; ``"auto"`` (default) is ``"cost"``
-    on a CPU and 1 elsewhere (:func:`resolve_buckets`). Memory: one int per run."""
+    on a CPU and 1 elsewhere (:func:`resolve_buckets`). Memory: two ints per run."""
     num_devices = num_devices or jax.local_device_count()
     buckets = resolve_buckets(buckets, jax.devices()[0].platform)
     keys: dict[tuple, int] = {}
     specs: list[tuple[Spec, int, bool]] = []
     n_pads: list[int] = []
     group_of = np.empty(sweep.size, dtype=np.int32)
+    sizes = np.empty(sweep.size, dtype=np.int64)  # examples per run, for the buckets
     saves = 0
     for index in range(sweep.size):
         cfg = sweep.config(index)
@@ -505,7 +506,8 @@ def plan(sweep: Sweep, *, chunk_size: int | None = None, memory_budget="1G",
             n_pads.append(0)
         g = keys[key]
         group_of[index] = g
-        n_pads[g] = max(n_pads[g], sum(counts))
+        sizes[index] = sum(counts)
+        n_pads[g] = max(n_pads[g], int(sizes[index]))
         saves = max(saves, spec.saves)
     groups = [Group(spec, k, n_pad, x64, np.flatnonzero(group_of == g))
               for g, ((spec, k, x64), n_pad) in enumerate(zip(specs, n_pads, strict=True))]
@@ -519,7 +521,8 @@ def plan(sweep: Sweep, *, chunk_size: int | None = None, memory_budget="1G",
         raise ConfigError(f"chunk_size={chunk_size!r} must be an integer >= 1")
     chunk_size = min(chunk_size, sweep.size)
     if buckets != 1:
-        groups = [bucket for g in groups for bucket in _split(sweep, g, chunk_size, buckets)]
+        groups = [bucket for g in groups
+                  for bucket in _split(g, sizes[g.runs], chunk_size, buckets)]
     chunks: list[Chunk] = []
     for g, group in enumerate(groups):
         for start in range(0, len(group.runs), chunk_size):
@@ -529,9 +532,9 @@ def plan(sweep: Sweep, *, chunk_size: int | None = None, memory_budget="1G",
                 run_bytes, buckets)
 
 
-def _split(sweep: Sweep, group: Group, chunk_size: int, buckets: int | str) -> list[Group]:
-    """The buckets of one group (itself when all its runs have one ``n``)."""
-    ns = np.array([sum(class_counts_of(sweep.config(int(i)))) for i in group.runs])
+def _split(group: Group, ns: np.ndarray, chunk_size: int, buckets: int | str) -> list[Group]:
+    """The buckets of one group whose runs have ``ns`` examples (the group itself when they
+    all have one ``n``)."""
     if ns.min() == ns.max():
         return [group]
     cost = functools.cache(functools.partial(run_flops, group.spec, group.num_classes))
