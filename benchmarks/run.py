@@ -150,10 +150,11 @@ def flops_bytes(workload: str, sw, sizes, reduced_path: bool, flow_evals=None) -
     cfg = sw.config(0)
     k, d, steps, saves = cfg.num_classes, cfg.dim, cfg.steps, cfg.saves
     evals = steps if flow_evals is None else flow_evals
+    groups = reduced.num_groups(simulate_module().spec_of(cfg), k)  # pooled classes
     flops = traffic = 0.0
+    largest = 0  # state floats of the largest n_pad
     for runs, n_pad in sizes:
         if reduced_path:
-            groups = reduced.num_groups(simulate_module().spec_of(cfg), k)  # pooled classes
             step_flops = reduced.flops_per_step(k, d, n_pad, True, groups)
             state = k * d + groups * d * d + k * d
             save_flops = 2 * groups * k * d * n_pad
@@ -165,12 +166,10 @@ def flops_bytes(workload: str, sw, sizes, reduced_path: bool, flow_evals=None) -
             init_flops = 0
         flops += runs * (evals * step_flops + saves * save_flops + init_flops)
         traffic += runs * evals * 2 * 4 * state
+        largest = max(largest, state)
     if workload == "w3":  # forward + backward (2x forward) of the training steps
         flops, traffic = 3 * flops, 3 * traffic
-    largest = max(n for _, n in sizes)
-    state = (k * d + reduced.num_groups(simulate_module().spec_of(cfg), k) * d * d + k * d
-             if reduced_path else k * d + d * largest)
-    return {"flops": float(flops), "bytes": float(traffic), "state_floats": state,
+    return {"flops": float(flops), "bytes": float(traffic), "state_floats": largest,
             "groups": [{"runs": int(r), "n_pad": int(n)} for r, n in sizes]}
 
 
