@@ -19,16 +19,17 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float
 
-from .losses import class_means
+from .losses import class_max, class_means, class_sum
 from .problem import Problem
 
 
 def correct(outputs: Float[Array, "k n"], problem: Problem) -> Bool[Array, " n"]:
     """Whether each example's own output is strictly larger than every other output."""
     k = problem.num_classes
-    own = jnp.take_along_axis(outputs, problem.labels[None, :], axis=0)[0]
-    others = jnp.where(jnp.arange(k)[:, None] == problem.labels[None, :], -jnp.inf, outputs)
-    return own > jnp.max(others, axis=0)
+    mine = jnp.arange(k)[:, None] == problem.labels[None, :]
+    own = class_sum(jnp.where(mine, outputs, 0.0))
+    others = jnp.where(mine, -jnp.inf, outputs)
+    return own > class_max(others)
 
 
 def snapshot(outputs: Float[Array, "k n"], problem: Problem, per_example_loss) -> dict:
@@ -39,7 +40,7 @@ def snapshot(outputs: Float[Array, "k n"], problem: Problem, per_example_loss) -
     return {
         "per_class_accuracy": per_class_accuracy,
         "per_class_loss": class_means(losses, onehot),
-        "own_output": class_means(jnp.sum(onehot * outputs, axis=0), onehot),
+        "own_output": class_means(class_sum(onehot * outputs), onehot),
         "balanced_accuracy": jnp.mean(per_class_accuracy),
     }
 

@@ -53,6 +53,7 @@ from jaxtyping import Array, Float
 
 from . import losses, metrics
 from .config import ConfigError
+from .dynamics import discrete
 from .problem import Problem
 
 MODES = ("auto", "on", "off")
@@ -306,42 +307,92 @@ def full_params(spec, state, problem: Problem, constants) -> dict:
     return params
 
 
-def outputs(spec, state, problem: Problem, omega, constants) -> Float[Array, "k n"]:
-    """Per-example outputs ``z_i = (W Y_g R_i + W nu_c / sqrt(n_c)) / s_c + b`` (c = y_i in
-    group g), k x n_pad, without forming the features: one (G k x d) x (d x n) product,
-    then each example keeps the block of its own group."""
-    counts, R = constants
+def output_parts(spec, state, problem: Problem, omega, constants) -> dict:
+    """What the per-example outputs of a reduced state depend on, small and independent of
+    n: ``"WY"`` (G, k, d), ``W Y_g / s_g``; ``"shift"`` (k, k), row c the output of the
+    class-c mean, ``W nu_c / (sqrt(n_c) s_c)``; and ``"b"`` with a bias."""
+    counts, _ = constants
     s = scales(spec, omega)
     W = state["W"]
     first = _first_classes(spec, problem.num_classes)
-    WY = jnp.einsum("kd,dge->gke", W, state["Y"]) / s[first][:, None, None]  # (g, k, d)
-    shift = (state["nu"] @ W.T) / (jnp.sqrt(jnp.maximum(counts, 1.0)) * s)[:, None]  # (c, k)
-    every = jnp.einsum("gke,ne->gkn", WY, R)  # (g, k, n)
-    z = (jnp.einsum("gkn,gn->kn", every, _in_group(spec, problem, W.dtype))
-         + shift[problem.labels].T * problem.mask)
+    parts = {"WY": jnp.einsum("kd,dge->gke", W, state["Y"]) / s[first][:, None, None],
+             "shift": (state["nu"] @ W.T) / (jnp.sqrt(jnp.maximum(counts, 1.0)) * s)[:, None]}
     if "b" in state:
-        z = z + state["b"][:, None]
+        parts["b"] = state["b"]
+    return parts
+
+
+def outputs_of(spec, parts: dict, problem: Problem, constants) -> Float[Array, "... k n"]:
+    """Per-example outputs ``z_i = W Y_g R_i / s_g + W nu_c / (sqrt(n_c) s_c) + b`` (c = y_i
+    in group g), k x n_pad, from :func:`output_parts`, which may carry leading save axes:
+    one (... G k x d) x (d x n) product, then each example keeps its own group's block."""
+    _, R = constants
+    every = jnp.einsum("...gke,ne->...gkn", parts["WY"], R)
+    in_group = _in_group(spec, problem, R.dtype)
+    # Each example keeps its group's block, and adds its class mean's output (a product
+    # with the one-hot labels), with elementwise operations per group: a sum over the
+    # leading group axis is slow on a CPU (see ssm_jax.losses.UNROLL_CLASSES).
+    z = jnp.einsum("...ck,cn->...kn", parts["shift"], problem.onehot().astype(R.dtype))
+    for g in range(in_group.shape[0]):
+        z = z + every[..., g, :, :] * in_group[g]
+    if "b" in parts:
+        z = z + parts["b"][..., :, None]
     return z
 
 
-def observe_fn(spec, problem: Problem, numeric, omega, constants, full_observe):
-    """``state -> dict``: the same observations as :func:`ssm_jax.simulate.observe_fn`.
+def outputs(spec, state, problem: Problem, omega, constants) -> Float[Array, "k n"]:
+    """Per-example outputs (k x n_pad) of a reduced state, without forming the features
+    (:func:`outputs_of` of :func:`output_parts`)."""
+    return outputs_of(spec, output_parts(spec, state, problem, omega, constants), problem,
+                      constants)
 
-    With ``keep_params`` or ``geometry`` the full parameters are rebuilt and passed to
-    ``full_observe`` (the per-example observer); otherwise only the outputs are formed."""
+
+# Outputs formed at once by the expansion of a block of save points, per run: the block's
+# (saves x G x k x n) product stays a few MB, so it is large enough to run near the machine's
+# matrix-product rate and small enough to stay in cache for the metrics that read it.
+EXPAND_BLOCK_FLOATS = 1 << 18
+
+
+def save_block(saves: int, groups: int, k: int, n: int) -> int:
+    """Save points expanded together (:data:`EXPAND_BLOCK_FLOATS`), in blocks of equal size."""
+    most = max(1, min(saves, EXPAND_BLOCK_FLOATS // max(groups * k * n, 1)))
+    blocks = -(-saves // most)
+    return -(-saves // blocks)
+
+
+def observe_fn(spec, problem: Problem, numeric, omega, constants, full_observe):
+    """The same observations as :func:`ssm_jax.simulate.observe_fn`, as a
+    :class:`~ssm_jax.dynamics.discrete.Deferred` observer: each save point records
+    :func:`output_parts` and the loss (O(G k d^2), independent of n); after the run the
+    outputs of a block of save points are one matrix product (:func:`outputs_of`) and the
+    metrics are read off them.
+
+    With ``keep_params`` or ``geometry`` the full parameters are rebuilt at each save point
+    and passed to ``full_observe`` (the per-example observer)."""
     objective = objective_fn(spec, problem, numeric, omega, constants)
     per_example = losses.per_example(spec.loss)
     if spec.keep_params or getattr(spec, "geometry", False):
         return lambda state: full_observe(full_params(spec, state, problem, constants))
 
-    def observe(state):
-        z = outputs(spec, state, problem, omega, constants)
+    def record(state):
+        parts = output_parts(spec, state, problem, omega, constants)
+        parts["loss"] = objective(state)
+        return parts
+
+    def metrics_of(parts):
+        z = outputs_of(spec, parts, problem, constants)
         seen = metrics.snapshot(z, problem, per_example)
         seen["posthoc_per_class_accuracy"] = metrics.posthoc_accuracy(z, problem, numeric.tau)
-        seen["loss"] = objective(state)
+        seen["loss"] = parts["loss"]
         return seen
 
-    return observe
+    def expand(records):
+        saves = records["loss"].shape[0]
+        k, n = problem.num_classes, problem.labels.shape[-1]
+        block = save_block(saves, num_groups(spec, k), k, n)
+        return jax.lax.map(metrics_of, records, batch_size=block)
+
+    return discrete.Deferred(record, expand)
 
 
 def reduce(spec, problem: Problem, numeric, omega, params0, full_observe):
@@ -356,5 +407,6 @@ def reduce(spec, problem: Problem, numeric, omega, params0, full_observe):
 
 __all__ = ["MODES", "METHODS", "why_not", "class_groups_of", "groups_of", "num_groups",
            "flops_per_step", "use_reduced", "reduce", "reduce_params", "objective_fn",
-           "observe_fn", "outputs", "full_params", "trained_features", "scales", "cholesky",
-           "shifted_cholesky", "lower_inverse"]
+           "observe_fn", "outputs", "output_parts", "outputs_of", "save_block",
+           "full_params", "trained_features", "scales", "cholesky", "shifted_cholesky",
+           "lower_inverse"]

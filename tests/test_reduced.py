@@ -217,3 +217,62 @@ def test_cli_reduced_option(tmp_path, capsys):
     assert main(["simulate", "--reduced", "on", "--loss", "ce", "--json", str(out)]) == 2
     assert not out.exists()
     assert "reduced='on' does not apply to loss='ce'" in capsys.readouterr().err
+
+
+def test_save_points_expanded_in_blocks(x64, monkeypatch):
+    """The reduced observer records small matrices at each save and forms the outputs after
+    the run, a block of save points at a time: any block size (here 3 blocks of 4, the last
+    one short, and all 11 at once) gives the per-example simulator's observations."""
+    assert reduced.save_block(101, 2, 10, 2000) == 6  # 1 MB of outputs per block and run
+    assert reduced.save_block(11, 1, 1, 1) == 11
+    cfg = Config(x64=True, k_major=2, k_minor=3, n_major=30, ratio=5, dim=7,
+                 weighting="power", gamma=0.5, init_scale=0.1, lr=2.0, steps=50, saves=11)
+    spec, problem = simulate.spec_of(cfg.replace(reduced="on")), simulate.problem_of(cfg)
+    numeric, key = simulate.numeric_of(cfg), jax.random.PRNGKey(cfg.seed)
+    slow = run(cfg, "off")
+    groups, k, n = reduced.num_groups(spec, 5), 5, problem.labels.shape[0]
+    for floats, block in [(4 * groups * k * n, 4), (1 << 30, 11)]:
+        monkeypatch.setattr(reduced, "EXPAND_BLOCK_FLOATS", floats)
+        assert reduced.save_block(11, groups, k, n) == block
+        fast = jax.jit(lambda p, q, r: simulate.trajectory(spec, p, q, r))(problem, numeric,
+                                                                           key)
+        tree_allclose(fast, slow, **TOL)
+    observe = reduced.observe_fn(spec, problem, numeric, fast.weights,
+                                 *_constants(spec, problem, numeric, key))
+    state = reduced.reduce_params(spec, problem, fast.weights, simulate.initial_params(
+        spec, problem, numeric, fast.weights, key))[0]
+    direct = observe(state)  # a Deferred observer called on one state observes it
+    tree_allclose({name: direct[name] for name in ("loss", "per_class_accuracy")},
+                  {"loss": slow.loss[0], "per_class_accuracy": slow.per_class_accuracy[0]},
+                  **TOL)
+
+
+def _constants(spec, problem, numeric, key):
+    omega = simulate.omega_of(spec, problem, numeric)
+    params0 = simulate.initial_params(spec, problem, numeric, omega, key)
+    return reduced.reduce_params(spec, problem, omega, params0)[1], None
+
+
+def test_gradient_through_stopped_flow_equals_per_example(x64):
+    """A reduced gradient flow stopped by an event leaves save points unreached (frozen at
+    the stop); their records never reach the derivative: d(final balanced loss)/d(gamma)
+    is finite and equals the per-example one."""
+    cfg = Config(x64=True, n_major=16, ratio=4, dim=5, method="flow", lr=1.0, steps=40,
+                 saves=9, rtol=1e-9, atol=1e-11, weighting="power", gamma=0.5,
+                 init_scale=0.1, stop_metric="loss", stop_at=0.47)
+    problem, key = simulate.problem_of(cfg), jax.random.PRNGKey(0)
+
+    def balanced_loss(numeric, mode):
+        traj = simulate.trajectory(simulate.spec_of(cfg.replace(reduced=mode)), problem,
+                                   numeric, key)
+        return jnp.mean(traj.per_class_loss[-1]), traj.flow.stop_time
+
+    numeric = simulate.numeric_of(cfg)
+    out = {mode: jax.jit(jax.value_and_grad(balanced_loss, has_aux=True),
+                         static_argnums=1)(numeric, mode) for mode in ("on", "off")}
+    (_, stop_on), grad_on = out["on"]
+    (_, stop_off), grad_off = out["off"]
+    assert 0 < float(stop_on) < float(numeric.t1)  # stopped early: save points unreached
+    np.testing.assert_allclose(stop_on, stop_off, rtol=1e-6)
+    assert np.isfinite(float(grad_on.gamma)) and abs(float(grad_off.gamma)) > 1e-8
+    np.testing.assert_allclose(grad_on.gamma, grad_off.gamma, rtol=1e-5)

@@ -10,6 +10,7 @@ Time is ``t = lr * step`` so discrete runs line up with gradient flow.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -37,6 +38,34 @@ def optimizer(method: str, lr, momentum=0.9) -> optax.GradientTransformation:
 def save_steps(steps: int, saves: int) -> np.ndarray:
     """The (static) steps at which snapshots are taken: evenly spaced, 0 and ``steps`` included."""
     return np.round(np.linspace(0, steps, saves)).astype(np.int64)
+
+
+class Deferred(NamedTuple):
+    """An observer in two parts: ``record(params)`` runs at each save point inside the
+    training loop and keeps what the observations need (a pytree that includes the scalar
+    ``"loss"``, checked for divergence there); ``expand(records)`` runs once after the loop
+    on the records of every save point, stacked along a leading axis, and returns the
+    observations with the same leading axis.
+
+    The reduced simulator records a few small matrices per save and expands them into
+    per-example outputs with one large matrix product per block of save points, instead
+    of a small product per save inside the loop (``ssm_jax.reduced.observe_fn``).
+    Calling a ``Deferred`` on one ``params`` observes it directly."""
+
+    record: Callable
+    expand: Callable
+
+    def __call__(self, params):
+        records = jax.tree.map(lambda a: jnp.asarray(a)[None], self.record(params))
+        return jax.tree.map(lambda a: a[0], self.expand(records))
+
+
+def split_observer(observe: Callable) -> tuple[Callable, Callable]:
+    """``(record, expand)`` of an observer: its parts when it is :class:`Deferred`, else
+    ``(observe, identity)``."""
+    if isinstance(observe, Deferred):
+        return observe.record, observe.expand
+    return observe, lambda records: records
 
 
 REMAT_BRANCHING = 8
@@ -88,7 +117,8 @@ def run(
 
     Args:
         objective: ``params -> scalar loss``.
-        observe: ``params -> pytree`` of quantities to save (must include ``"loss"``).
+        observe: ``params -> pytree`` of quantities to save (must include ``"loss"``), or a
+            :class:`Deferred` observer (recorded in the loop, expanded after it).
         params0: initial parameters (pytree).
         opt: optax optimiser.
         steps, saves: number of steps and of (evenly spaced) save points.
@@ -111,6 +141,7 @@ def run(
         leading axis of length ``saves``; ``diverged_step`` is the first step whose loss was
         not finite, or -1. With ``return_state``, ``(..., final_state)``.
     """
+    record, expand = split_observer(observe)
     points = save_steps(steps, saves)
     gaps = np.diff(points)
     width = int(gaps.max())
@@ -140,7 +171,7 @@ def run(
         params, state, count, diverged, _ = scan(
             step, (params, state, count, diverged, gap), jnp.arange(width)
         )
-        seen = observe(params)
+        seen = record(params)
         bad = ~jnp.isfinite(seen["loss"])
         diverged = jnp.where(jnp.logical_and(bad, diverged < 0), count, diverged)
         return (params, state, count, diverged), seen
@@ -148,13 +179,14 @@ def run(
     if remat:
         interval = jax.checkpoint(interval)
 
-    first = observe(params0)
+    first = record(params0)
     count0 = jnp.asarray(0, jnp.int32)
     diverged0 = jnp.where(jnp.isfinite(first["loss"]), -1, 0).astype(jnp.int32)
     carry = (params0, opt.init(params0), count0, diverged0)
     (params, state, _, diverged), rest = jax.lax.scan(interval, carry,
                                                       jnp.asarray(gaps, jnp.int32))
-    observations = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, rest)
+    observations = expand(jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first,
+                                       rest))
     if return_state:
         return observations, params, diverged, state
     return observations, params, diverged

@@ -49,6 +49,7 @@ import optimistix as optx
 from jaxtyping import Array, Float, Int
 
 from ..config import ADJOINTS, SOLVERS, ConfigError
+from . import discrete
 
 # Solver status codes (``FlowStats.status``) and their names in JSON.
 STATUS = ("success", "stopped", "max_steps_reached", "failed")
@@ -150,7 +151,8 @@ def run(
 
     Args:
         objective: ``params -> scalar loss`` L; the flow is dθ/dt = -∇L(θ).
-        observe: ``params -> pytree`` saved at each save time (must include ``"loss"``).
+        observe: ``params -> pytree`` saved at each save time (must include ``"loss"``), or
+            a :class:`~ssm_jax.dynamics.discrete.Deferred` observer.
         params0: initial parameters (pytree).
         t1: final time T > 0 (may be traced: vmap and grad see it).
         saves: number of save times.
@@ -166,6 +168,7 @@ def run(
         axis of length ``saves`` at times ``t1 * grid``; the parameters at ``end_time``;
         :class:`FlowStats`.
     """
+    record, expand = discrete.split_observer(observe)
     grid = save_grid(saves) if grid is None else np.asarray(grid, dtype=float)
     if grid.shape != (saves,) or grid[0] < 0 or grid[-1] != 1.0 or np.any(np.diff(grid) <= 0):
         raise ConfigError(f"grid must be {saves} increasing fractions in [0, 1] ending at 1")
@@ -204,7 +207,7 @@ def run(
         # The last save time reached (the end, unless the solve failed).
         last = jnp.maximum(jnp.sum(jnp.isfinite(saved_s)) - 1, 0)
         final = jax.tree.map(lambda y: y[last], sol.ys)
-        seen = jax.vmap(observe)(sol.ys)
+        seen = jax.vmap(record)(sol.ys)
         end_s = ts[last]
     else:
         event = None
@@ -215,13 +218,20 @@ def run(
                 direction=True,
             )
         saveat = diffrax.SaveAt(subs=[
-            diffrax.SubSaveAt(ts=ts, fn=lambda s, y, args: observe(y)),
+            diffrax.SubSaveAt(ts=ts, fn=lambda s, y, args: record(y)),
             diffrax.SubSaveAt(t1=True),
         ])
         sol = diffrax.diffeqsolve(saveat=saveat, event=event, **kwargs)
         saved_s, seen = sol.ts[0], sol.ys[0]
         final = jax.tree.map(lambda y: y[0], sol.ys[1])
         end_s = sol.ts[1][0]
+
+    # Expand the records of the save times reached; the others (inf from diffrax) are set
+    # to zero first, so that no inf reaches a gradient, and to NaN below.
+    reached = jnp.isfinite(saved_s)
+    seen = expand(jax.tree.map(
+        lambda a: jnp.where(_expand(reached, a), a, 0)
+        if jnp.issubdtype(a.dtype, jnp.floating) else a, seen))
 
     result = sol.result
     status = jnp.where(
@@ -231,7 +241,6 @@ def run(
                             FAILED)),
     )
     stop_s = jnp.where(status == STOPPED, end_s, jnp.nan)
-    reached = jnp.isfinite(saved_s)
     if stop is not None:
         # Stopped: the model is frozen after the stop; already past the threshold at t = 0:
         # stop there.
