@@ -251,11 +251,17 @@ def reduce_params(spec, problem: Problem, omega, params0):
     counts = onehot.sum(axis=1)
     safe = jnp.maximum(counts, 1.0)
     mean = (X0 @ onehot.T) / safe  # (d, k)
-    centred = (X0 - mean[:, problem.labels]) * problem.mask  # (d, n)
+    # (d, n); the class means spread by a product with the one-hot labels rather than a
+    # gather, which XLA would fuse into (and repeat inside) the scatter's product
+    centred = X0 * problem.mask - mean @ onehot
     scatter = (in_group[:, None, :] * centred[None]) @ centred.T  # (G, d, d)
     L = shifted_cholesky(scatter)
     # R_i = L_{g(y_i)}^{-1} (x_i - mu_{y_i}).
-    R = jnp.sum((lower_inverse(L) @ centred) * in_group[:, None, :], axis=0).T
+    coordinates = lower_inverse(L) @ centred  # (G, d, n): every group's map, every example
+    R = coordinates[0] * in_group[0]
+    for g in range(1, in_group.shape[0]):  # row by row: see losses.UNROLL_CLASSES
+        R = R + coordinates[g] * in_group[g]
+    R = R.T
     # Y[:, g, :] = Y_g, stored feature-dimension first so that W @ Y is one plain GEMM.
     state = {"W": params0["W"], "Y": jnp.transpose(L, (1, 0, 2)),
              "nu": (mean * jnp.sqrt(counts)).T}

@@ -659,6 +659,30 @@ def lower_group(sweep: Sweep, group: Group, batch: int, sharding):
         return _program(sharding).lower(group.spec, *inputs, sharding.mesh)
 
 
+def launch_chunk(sweep: Sweep, group: Group, runs: np.ndarray, batch: int,
+                 sharding=None, executable=None) -> Callable[[], dict[str, np.ndarray]]:
+    """Start simulating the runs of one chunk and return without waiting for the devices
+    (JAX dispatches asynchronously): the returned function waits and gives
+    :func:`compute_chunk`'s arrays. A sweep launches the next chunk before it collects and
+    saves the previous one, so that the host's work overlaps the devices'."""
+    sharding = sharding or run_sharding()
+    with jax.enable_x64(group.x64):
+        inputs, counts = _chunk_inputs(sweep, group, runs, batch, sharding)
+        if executable is None:
+            traj = _program(sharding)(group.spec, *inputs, sharding.mesh)
+        else:
+            traj = executable(*inputs)
+
+    def collect() -> dict[str, np.ndarray]:
+        out = flatten_trajectory(jax.tree.map(lambda a: np.asarray(a)[: len(runs)], traj))
+        out["class_counts"] = counts[: len(runs)]
+        out["diverged"] = (out["diverged_step"] >= 0).astype(np.int8)
+        out["index"] = np.asarray(runs, np.int64)
+        return out
+
+    return collect
+
+
 def compute_chunk(sweep: Sweep, group: Group, runs: np.ndarray, batch: int,
                   sharding=None, executable=None) -> dict[str, np.ndarray]:
     """Simulate the runs of one chunk; arrays with a leading run axis (padding removed).
@@ -668,19 +692,7 @@ def compute_chunk(sweep: Sweep, group: Group, runs: np.ndarray, batch: int,
     is sharded with ``sharding`` (default :func:`run_sharding` over the local devices).
     ``executable``: the group's program compiled ahead (:func:`lower_group`), else the
     jitted function compiles it on first use."""
-    sharding = sharding or run_sharding()
-    with jax.enable_x64(group.x64):
-        inputs, counts = _chunk_inputs(sweep, group, runs, batch, sharding)
-        if executable is None:
-            traj = _program(sharding)(group.spec, *inputs, sharding.mesh)
-        else:
-            traj = executable(*inputs)
-        traj = jax.tree.map(lambda a: np.asarray(a)[: len(runs)], traj)
-    out = flatten_trajectory(traj)
-    out["class_counts"] = counts[: len(runs)]
-    out["diverged"] = (out["diverged_step"] >= 0).astype(np.int8)
-    out["index"] = np.asarray(runs, np.int64)
-    return out
+    return launch_chunk(sweep, group, runs, batch, sharding, executable)()
 
 
 def flatten_trajectory(traj) -> dict[str, np.ndarray]:
@@ -1074,15 +1086,31 @@ def _compute_missing(the_plan: Plan, parts: str, devices: list, process_index: i
         layouts[chunk.group] = (shardings[len(used)], -(-batch // len(used)) * len(used))
     with _progress_bar(the_plan, done, progress, "sweep") as bar, \
             _compile_ahead(the_plan, layouts) as executables:
-        for chunk in todo:
-            sharding, batch = layouts[chunk.group]
-            executable = executables[chunk.group].result() if executables else None
-            arrays = compute_chunk(the_plan.sweep, the_plan.groups[chunk.group],
-                                   the_plan.runs_of(chunk), batch, sharding, executable)
-            _save_chunk(parts, chunk.id, arrays)
+        def finish(chunk, collect):
+            _save_chunk(parts, chunk.id, collect())
             bar.update(chunk.size)
             if on_chunk is not None:
                 on_chunk(chunk.id)
+
+        # The next chunk is launched before the previous one is collected and saved, so
+        # the host's work (inputs, copies, the chunk file) overlaps the devices'. An
+        # interruption while launching still saves the previous chunk.
+        pending = None
+        for chunk in todo:
+            sharding, batch = layouts[chunk.group]
+            try:
+                executable = executables[chunk.group].result() if executables else None
+                collect = launch_chunk(the_plan.sweep, the_plan.groups[chunk.group],
+                                       the_plan.runs_of(chunk), batch, sharding, executable)
+            except BaseException:
+                if pending is not None:
+                    finish(*pending)
+                raise
+            if pending is not None:
+                finish(*pending)
+            pending = (chunk, collect)
+        if pending is not None:
+            finish(*pending)
 
 
 @contextlib.contextmanager
@@ -1188,6 +1216,7 @@ __all__ = [
     "Sweep",
     "batched_trajectory",
     "compute_chunk",
+    "launch_chunk",
     "run_sharding",
     "per_device",
     "config_of",

@@ -488,3 +488,28 @@ def test_plot_command(tmp_path, x64_sweep, capsys):
     assert main(["plot", str(path), "--out", str(tmp_path), "--select", "lr=2"]) == 2
     assert "'lr' is not a dimension" in capsys.readouterr().err
     assert main(["plot", str(tmp_path / "missing.nc")]) == 2
+
+
+def test_interrupted_launch_saves_the_chunk_in_flight(tmp_path, x64_sweep, monkeypatch):
+    """Chunks are launched one ahead of the one being saved; an interruption while the
+    next chunk is launched still saves the previous, finished one, and a resume computes
+    only what is missing and gives the uninterrupted Dataset."""
+    sw, expected, _ = x64_sweep
+    out = tmp_path / "sweep.nc"
+    launch, calls, saved = sweep.launch_chunk, [], []
+
+    def interrupting(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return launch(*args, **kwargs)
+
+    monkeypatch.setattr(sweep, "launch_chunk", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run(sw, out, chunk_size=4, progress=False, on_chunk=saved.append)
+    assert saved == [0, 1]  # chunk 1 was in flight when launching chunk 2 failed
+    monkeypatch.setattr(sweep, "launch_chunk", launch)
+    resumed = []
+    ds = sweep.run(sw, out, chunk_size=4, progress=False, on_chunk=resumed.append)
+    assert len(sweep.plan(sw, chunk_size=4).chunks) == 3 and resumed == [2]
+    xr.testing.assert_identical(ds.drop_attrs(), expected.drop_attrs())
