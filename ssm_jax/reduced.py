@@ -396,7 +396,15 @@ def observe_fn(spec, problem: Problem, numeric, omega, constants, full_observe):
         saves = records["loss"].shape[0]
         k, n = problem.num_classes, problem.labels.shape[-1]
         block = save_block(saves, num_groups(spec, k), k, n)
-        return jax.lax.map(metrics_of, records, batch_size=block)
+        blocks = -(-saves // block)
+        # Pad with copies of the last record to whole blocks (one compiled body, no
+        # remainder), expand block by block, drop the padding.
+        padded = jax.tree.map(lambda a: jnp.concatenate(
+            [a, jnp.repeat(a[-1:], blocks * block - saves, axis=0)]).reshape(
+                (blocks, block) + a.shape[1:]), records)
+        seen = jax.lax.map(jax.vmap(metrics_of), padded)
+        return jax.tree.map(lambda a: a.reshape((blocks * block,) + a.shape[2:])[:saves],
+                            seen)
 
     return discrete.Deferred(record, expand)
 

@@ -125,29 +125,12 @@ def test_cross_entropy_is_stable_for_large_logits():
 
 @pytest.mark.parametrize("k", [3, losses.UNROLL_CLASSES + 2])  # unrolled rows, and jnp
 def test_class_axis_reductions_equal_jnp(x64, k):
-    """class_sum / class_max / class_logsumexp (row-wise over the class axis, for speed on
-    a CPU) equal their jnp counterparts, with the softmax derivative in both modes."""
+    """class_sum / class_max (row-wise over the class axis, for speed on a CPU) equal their
+    jnp counterparts, NaN included."""
     z = 3.0 * jax.random.normal(jax.random.PRNGKey(0), (k, 7))
     z = z.at[1, 2].set(-jnp.inf).at[0, 3].set(50.0)
     np.testing.assert_allclose(losses.class_sum(z), jnp.sum(z, axis=0), rtol=1e-14)
     np.testing.assert_array_equal(losses.class_max(z), jnp.max(z, axis=0))
-    np.testing.assert_allclose(losses.class_logsumexp(z), jax.nn.logsumexp(z, axis=0),
-                               rtol=1e-14)
     nan = z.at[2, 4].set(jnp.nan)
-    assert np.isnan(losses.class_max(nan)[4]) and np.isnan(losses.class_logsumexp(nan)[4])
-    assert np.isfinite(np.delete(np.asarray(losses.class_logsumexp(nan)), 4)).all()
-    weights = jnp.linspace(0.5, 2.0, 7)
-    ours = lambda x: jnp.sum(weights * losses.class_logsumexp(x))  # noqa: E731
-    ref = lambda x: jnp.sum(weights * jax.nn.logsumexp(x, axis=0))  # noqa: E731
-    finite = jnp.where(jnp.isfinite(z), z, -30.0)
-    np.testing.assert_allclose(jax.grad(ours)(finite), jax.grad(ref)(finite), rtol=1e-12,
-                               atol=1e-300)
-    tangent = jax.random.normal(jax.random.PRNGKey(1), finite.shape)
-    np.testing.assert_allclose(jax.jvp(ours, (finite,), (tangent,))[1],
-                               jax.jvp(ref, (finite,), (tangent,))[1], rtol=1e-12)
-    onehot = jax.nn.one_hot(jnp.arange(7) % k, k).T
-    np.testing.assert_allclose(losses.cross_entropy(finite, onehot),
-                               jax.nn.logsumexp(finite, axis=0)
-                               - jnp.sum(onehot * finite, axis=0), rtol=1e-12)
-    np.testing.assert_allclose(losses.squared(finite, onehot),
-                               0.5 * jnp.sum((finite - onehot) ** 2, axis=0), rtol=1e-14)
+    assert np.isnan(losses.class_max(nan)[4]) and np.isnan(losses.class_sum(nan)[4])
+    assert np.isfinite(np.delete(np.asarray(losses.class_max(nan)), 4)).all()
