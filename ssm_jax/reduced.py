@@ -354,8 +354,9 @@ def outputs(spec, state, problem: Problem, omega, constants) -> Float[Array, "k 
 
 
 # Outputs formed at once by the expansion of a block of save points, per run: the block's
-# (saves x G x k x n) product stays a few MB, so it is large enough to run near the machine's
-# matrix-product rate and small enough to stay in cache for the metrics that read it.
+# (saves x G x k x n) product is about 1 MB, large enough for a fast matrix product and small
+# enough to stay in cache for the metrics that read it (3-6 saves per block were fastest for
+# W1's n = 2,000 on the 2-core CPU; 26 and 101 slower, docs/performance.md section 4).
 EXPAND_BLOCK_FLOATS = 1 << 18
 
 
