@@ -16,6 +16,8 @@ The objective (see :mod:`ssm_jax.weights` for the normalisation of omega) is
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
@@ -31,30 +33,21 @@ from .config import LOSSES, ConfigError
 UNROLL_CLASSES = 64
 
 
-def _rows(x: Array) -> list:
-    return [x[c] for c in range(x.shape[0])]
+def _over_classes(x: Array, combine, whole) -> Array:
+    """``whole(x, axis=0)``, as ``combine`` folded over the rows when k is small."""
+    if x.shape[0] > UNROLL_CLASSES:
+        return whole(x, axis=0)
+    return functools.reduce(combine, [x[c] for c in range(x.shape[0])])
 
 
 def class_sum(x: Float[Array, "k ..."]) -> Float[Array, ...]:
     """``jnp.sum(x, axis=0)`` (see :data:`UNROLL_CLASSES`)."""
-    if x.shape[0] > UNROLL_CLASSES:
-        return jnp.sum(x, axis=0)
-    rows = _rows(x)
-    total = rows[0]
-    for row in rows[1:]:
-        total = total + row
-    return total
+    return _over_classes(x, jnp.add, jnp.sum)
 
 
 def class_max(x: Float[Array, "k ..."]) -> Float[Array, ...]:
     """``jnp.max(x, axis=0)`` (see :data:`UNROLL_CLASSES`; NaN propagates, as there)."""
-    if x.shape[0] > UNROLL_CLASSES:
-        return jnp.max(x, axis=0)
-    rows = _rows(x)
-    top = rows[0]
-    for row in rows[1:]:
-        top = jnp.maximum(top, row)
-    return top
+    return _over_classes(x, jnp.maximum, jnp.max)
 
 
 def squared(outputs: Float[Array, "k n"], onehot: Float[Array, "k n"]) -> Float[Array, " n"]:

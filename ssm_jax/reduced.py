@@ -257,11 +257,8 @@ def reduce_params(spec, problem: Problem, omega, params0):
     scatter = (in_group[:, None, :] * centred[None]) @ centred.T  # (G, d, d)
     L = shifted_cholesky(scatter)
     # R_i = L_{g(y_i)}^{-1} (x_i - mu_{y_i}).
-    coordinates = lower_inverse(L) @ centred  # (G, d, n): every group's map, every example
-    R = coordinates[0] * in_group[0]
-    for g in range(1, in_group.shape[0]):  # row by row: see losses.UNROLL_CLASSES
-        R = R + coordinates[g] * in_group[g]
-    R = R.T
+    # every group's map on every example (G, d, n); each example keeps its own group's
+    R = losses.class_sum((lower_inverse(L) @ centred) * in_group[:, None, :]).T
     # Y[:, g, :] = Y_g, stored feature-dimension first so that W @ Y is one plain GEMM.
     state = {"W": params0["W"], "Y": jnp.transpose(L, (1, 0, 2)),
              "nu": (mean * jnp.sqrt(counts)).T}
@@ -335,12 +332,11 @@ def outputs_of(spec, parts: dict, problem: Problem, constants) -> Float[Array, "
     _, R = constants
     every = jnp.einsum("...gke,ne->...gkn", parts["WY"], R)
     in_group = _in_group(spec, problem, R.dtype)
-    # Each example keeps its group's block, and adds its class mean's output (a product
-    # with the one-hot labels), with elementwise operations per group: a sum over the
-    # leading group axis is slow on a CPU (see ssm_jax.losses.UNROLL_CLASSES).
-    z = jnp.einsum("...ck,cn->...kn", parts["shift"], problem.onehot().astype(R.dtype))
-    for g in range(in_group.shape[0]):
-        z = z + every[..., g, :, :] * in_group[g]
+    # Each example keeps its group's block (a sum over the group axis, row by row: see
+    # ssm_jax.losses.UNROLL_CLASSES) and adds its class mean's output (a product with the
+    # one-hot labels).
+    z = (losses.class_sum(jnp.moveaxis(every * in_group[:, None, :], -3, 0))
+         + jnp.einsum("...ck,cn->...kn", parts["shift"], problem.onehot().astype(R.dtype)))
     if "b" in parts:
         z = z + parts["b"][..., :, None]
     return z
