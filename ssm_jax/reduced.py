@@ -40,6 +40,12 @@ are recovered at save points through ``R_i = L_c^{-1} (x_i(0) - mu_c(0))``:
 products), so meta-gradients through the reduced run are exact too. The derivation is in
 docs/performance.md.
 
+*Layout.* The state is ``{"W", "V", ["b"]}`` with ``V = [Y_1 ... Y_G | nu_1 ... nu_k]``
+(d x (G d + k)): every term of the objective is a column of the one product ``W V``, so a
+step is three matrix products (``W V`` and the two of its gradient) and elementwise work
+(docs/performance.md section 5). :func:`blocks` splits ``V`` into ``Y`` (d, G, d) and
+``nu`` (k, d); :func:`join` builds it.
+
 Not used for adam (per-coordinate scaling breaks the shared affine map), cross-entropy and
 the logit-adjusted losses, the ``class`` parametrisation (already O(k)) or deep UFMs.
 """
@@ -154,6 +160,19 @@ def _in_group(spec, problem: Problem, dtype) -> Float[Array, "G n"]:
     return jnp.asarray(member, dtype) @ problem.onehot().astype(dtype)
 
 
+def blocks(spec, V: Float[Array, "d m"], k: int):
+    """``(Y (d, G, d), nu (k, d))`` of the state matrix ``V`` (module docstring, Layout)."""
+    d = V.shape[0]
+    G = num_groups(spec, k)
+    return V[:, :G * d].reshape(d, G, d), V[:, G * d:G * d + k].T
+
+
+def join(spec, Y: Float[Array, "d G d"], nu: Float[Array, "k d"]) -> Float[Array, "d m"]:
+    """The state matrix ``V = [Y_1 ... Y_G | nu_1 ... nu_k]`` (d x (G d + k))."""
+    d, G, _ = Y.shape
+    return jnp.concatenate([Y.reshape(d, G * d), nu.T], axis=1)
+
+
 def scales(spec, omega: Float[Array, " k"]) -> Float[Array, " k"]:
     """``s_c``: per-example features are ``x_i / s_{y_i}`` (see :func:`ssm_jax.model.features`)."""
     if spec.parametrization == "whitened":
@@ -234,7 +253,8 @@ def shifted_cholesky(scatter: Float[Array, "k d d"]) -> Float[Array, "k d d"]:
 
 
 def reduce_params(spec, problem: Problem, omega, params0):
-    """The reduced state ``{"W", "Y" (d, G, d), "nu" (k, d), ["b"]}`` of full initial
+    """The reduced state ``{"W", "V", ["b"]}`` (``V`` holds ``Y`` (d, G, d) and ``nu``
+    (k, d), module docstring) of full initial
     parameters, and the constants ``(counts (k,), R (n_pad, d))`` (module docstring).
 
     With ``C_g = L_g L_g^T - delta_g I`` (Cholesky of the scatter of the trained features
@@ -259,9 +279,9 @@ def reduce_params(spec, problem: Problem, omega, params0):
     # R_i = L_{g(y_i)}^{-1} (x_i - mu_{y_i}).
     # every group's map on every example (G, d, n); each example keeps its own group's
     R = losses.class_sum((lower_inverse(L) @ centred) * in_group[:, None, :]).T
-    # Y[:, g, :] = Y_g, stored feature-dimension first so that W @ Y is one plain GEMM.
-    state = {"W": params0["W"], "Y": jnp.transpose(L, (1, 0, 2)),
-             "nu": (mean * jnp.sqrt(counts)).T}
+    # Y[:, g, :] = Y_g, feature dimension first, inside V = [Y | nu | 0] (Layout)
+    state = {"W": params0["W"],
+             "V": join(spec, jnp.transpose(L, (1, 0, 2)), (mean * jnp.sqrt(counts)).T)}
     if "b" in params0:
         state["b"] = params0["b"]
     return state, (counts, R)
@@ -270,24 +290,33 @@ def reduce_params(spec, problem: Problem, omega, params0):
 def objective_fn(spec, problem: Problem, numeric, omega, constants):
     """``state -> L``: the training objective of the reduced state (exactly the
     per-example objective of the features it represents, up to the relative shift
-    ``delta_c`` of :func:`reduce_params`, i.e. rounding; module docstring)."""
+    ``delta_c`` of :func:`reduce_params`, i.e. rounding; module docstring).
+
+    Every term is a column of ``E = W V / s + offset`` (k x columns of ``V``): column j of
+    ``Y_g`` gives ``W Y_g[:, j] / s_g``, column c of ``nu`` gives ``W nu_c / s_c + sqrt(n_c)
+    (b - e_c)``; ``L = sum_j w_j ||E_j||^2 + penalty`` with ``w = omega_g / 2n`` and
+    ``omega_c / 2n``. One product forms ``E``; reverse mode adds the two of its gradient,
+    ``dE V^T`` and ``W^T dE``."""
     counts, _ = constants
     s = scales(spec, omega)
     n = jnp.sum(problem.mask)
     k = problem.num_classes
     root = jnp.sqrt(counts)
     first = _first_classes(spec, k)
-    omega_g, s_g = omega[first], s[first]  # equal within a group
+    groups, d = len(first), spec.dim
+    # per column of V: omega / 2n and 1 / s of its group (Y_g, d columns each) or class
+    weight = jnp.concatenate([jnp.repeat(omega[first], d), omega]) / (2.0 * n)
+    inverse_scale = 1.0 / jnp.concatenate([jnp.repeat(s[first], d), s])
 
     def objective(state):
-        W, Y, nu = state["W"], state["Y"], state["nu"]
+        W, V = state["W"], state["V"]
         b = state["b"] if "b" in state else jnp.zeros((k,), W.dtype)
-        target = b[None, :] - jnp.eye(k, dtype=W.dtype)  # (c, k): b - e_c
-        spread = jnp.sum(jnp.einsum("kd,dge->kge", W, Y) ** 2, axis=(0, 2)) / s_g ** 2
-        mean = jnp.sum((nu @ W.T / s[:, None] + root[:, None] * target) ** 2, axis=1)
-        data = (jnp.sum(omega_g * spread) + jnp.sum(omega * mean)) / (2.0 * n)
-        penalty = 0.5 * numeric.weight_decay * (
-            jnp.sum(W ** 2) + jnp.sum(Y ** 2) + jnp.sum(nu ** 2))
+        # sqrt(n_c) (b - e_c) in the column of nu_c, zero in those of the Y_g
+        target = (b[:, None] - jnp.eye(k, dtype=W.dtype)) * root[None, :]
+        offset = jnp.concatenate([jnp.zeros((k, groups * d), W.dtype), target], axis=1)
+        E = (W @ V) * inverse_scale + offset
+        data = jnp.sum(weight * (E * E))
+        penalty = 0.5 * numeric.weight_decay * (jnp.sum(W ** 2) + jnp.sum(V ** 2))
         return data + penalty
 
     return objective
@@ -297,8 +326,9 @@ def trained_features(spec, state, problem: Problem, constants) -> Float[Array, "
     """The per-example trained feature variable ``H`` (d x n_pad) of a reduced state."""
     counts, R = constants
     group = jnp.asarray(groups_of(spec, problem.num_classes))[problem.labels]  # (n,)
-    means = state["nu"] / jnp.sqrt(jnp.maximum(counts, 1.0))[:, None]  # (k, d)
-    H = jnp.einsum("dne,ne->dn", state["Y"][:, group], R) + means[problem.labels].T
+    Y, nu = blocks(spec, state["V"], problem.num_classes)
+    means = nu / jnp.sqrt(jnp.maximum(counts, 1.0))[:, None]  # (k, d)
+    H = jnp.einsum("dne,ne->dn", Y[:, group], R) + means[problem.labels].T
     return H * problem.mask
 
 
@@ -306,7 +336,7 @@ def full_params(spec, state, problem: Problem, constants) -> dict:
     """The per-example parameters ``{"W", "H", ["b"]}`` a reduced state stands for."""
     params = dict(state)
     params["H"] = trained_features(spec, state, problem, constants)
-    del params["Y"], params["nu"]
+    del params["V"]
     return params
 
 
@@ -317,9 +347,12 @@ def output_parts(spec, state, problem: Problem, omega, constants) -> dict:
     counts, _ = constants
     s = scales(spec, omega)
     W = state["W"]
-    first = _first_classes(spec, problem.num_classes)
-    parts = {"WY": jnp.einsum("kd,dge->gke", W, state["Y"]) / s[first][:, None, None],
-             "shift": (state["nu"] @ W.T) / (jnp.sqrt(jnp.maximum(counts, 1.0)) * s)[:, None]}
+    k, d = W.shape
+    first = _first_classes(spec, k)
+    G = len(first)
+    WV = W @ state["V"]  # (k, columns): W Y_g and W nu_c side by side
+    parts = {"WY": jnp.moveaxis(WV[:, :G * d].reshape(k, G, d), 1, 0) / s[first][:, None, None],
+             "shift": WV[:, G * d:G * d + k].T / (jnp.sqrt(jnp.maximum(counts, 1.0)) * s)[:, None]}
     if "b" in state:
         parts["b"] = state["b"]
     return parts
@@ -418,6 +451,6 @@ def reduce(spec, problem: Problem, numeric, omega, params0, full_observe):
 
 __all__ = ["MODES", "METHODS", "why_not", "class_groups_of", "groups_of", "num_groups",
            "flops_per_step", "use_reduced", "reduce", "reduce_params", "objective_fn",
-           "observe_fn", "outputs", "output_parts", "outputs_of", "save_block",
+           "observe_fn", "outputs", "output_parts", "outputs_of", "save_block", "blocks", "join",
            "full_params", "trained_features", "scales", "cholesky", "shifted_cholesky",
            "lower_inverse"]

@@ -138,7 +138,11 @@ def test_pooled_groups_equal_separate_classes(counts, x64):
     omega = simulate.omega_of(spec, problem, numeric)
     params0 = simulate.initial_params(spec, problem, numeric, omega, key)
     state, _ = reduced.reduce_params(spec, problem, omega, params0)
-    assert state["Y"].shape == (6, reduced.num_groups(spec, 5), 6)
+    G = reduced.num_groups(spec, 5)
+    assert state["V"].shape == (6, G * 6 + 5)  # V = [Y_1 .. Y_G | nu_1 .. nu_k]
+    Y, nu = reduced.blocks(spec, state["V"], 5)
+    assert Y.shape == (6, G, 6) and nu.shape == (5, 6)
+    np.testing.assert_array_equal(reduced.join(spec, Y, nu), state["V"])
 
 
 def test_divergence_reported_the_same(x64):
@@ -157,7 +161,8 @@ def test_step_cost_does_not_grow_with_n(x64):
         problem = make_problem((n_major,) * 10)
         numeric = simulate.numeric_of(cfg)
         omega = simulate.omega_of(spec, problem, numeric)
-        state = {"W": jnp.ones((10, 8)), "Y": jnp.ones((8, 2, 8)), "nu": jnp.ones((10, 8))}
+        state = {"W": jnp.ones((10, 8)),
+                 "V": reduced.join(spec, jnp.ones((8, 2, 8)), jnp.ones((10, 8)))}
         constants = (problem.example_counts(), None)  # the objective uses the counts only
         objective = reduced.objective_fn(spec, problem, numeric, omega, constants)
         compiled = jax.jit(jax.grad(objective)).lower(state).compile()
