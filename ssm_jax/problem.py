@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
@@ -94,8 +95,10 @@ class Problem(NamedTuple):
         return counts / counts.sum()
 
 
-def make_problem(counts: tuple[int, ...], n_pad: int | None = None, dtype=None) -> Problem:
-    """Labels ``0...0 1...1 ...`` for the given class counts, padded to ``n_pad`` examples."""
+def make_problem(counts: tuple[int, ...], n_pad: int | None = None, dtype=None, *,
+                 host: bool = False) -> Problem:
+    """Labels ``0...0 1...1 ...`` for the given class counts, padded to ``n_pad`` examples:
+    JAX arrays, or numpy arrays with ``host`` (no device dispatch)."""
     counts = tuple(int(c) for c in counts)
     if any(c < 1 for c in counts):
         raise ConfigError(f"counts={list(counts)!r}: every count must be a positive integer")
@@ -107,9 +110,10 @@ def make_problem(counts: tuple[int, ...], n_pad: int | None = None, dtype=None) 
     labels[:n] = np.repeat(np.arange(len(counts)), counts)
     mask = np.zeros(n_pad)
     mask[:n] = 1.0
-    dtype = dtype or jnp.asarray(0.0).dtype
+    dtype = dtype or jax.dtypes.canonicalize_dtype(np.float64)
+    xp = np if host else jnp
     return Problem(
-        labels=jnp.asarray(labels),
-        mask=jnp.asarray(mask, dtype=dtype),
-        counts=jnp.asarray(counts, dtype=dtype),
+        labels=xp.asarray(labels),
+        mask=xp.asarray(mask, dtype=dtype),
+        counts=xp.asarray(counts, dtype=dtype),
     )

@@ -102,16 +102,19 @@ def spec_of(cfg: Config) -> Spec:
                 class_groups=reduced.class_groups_of(cfg))
 
 
-def numeric_of(cfg: Config, dtype=None) -> Numeric:
-    """The numeric fields of a configuration as arrays (default float dtype unless given)."""
-    dtype = dtype or jnp.asarray(0.0).dtype
+def numeric_of(cfg: Config, dtype=None, *, host: bool = False) -> Numeric:
+    """The numeric fields of a configuration as arrays (default float dtype unless given):
+    JAX arrays, or numpy arrays with ``host`` (no device dispatch, for batching many runs
+    on the host as sweeps do)."""
+    dtype = dtype or jax.dtypes.canonicalize_dtype(np.float64)
     k = len(class_counts_of(cfg))
     explicit = cfg.weights if cfg.weights is not None else (1.0,) * k
-    scalar = lambda v: jnp.asarray(v, dtype)  # noqa: E731
+    xp = np if host else jnp
+    scalar = lambda v: xp.asarray(v, dtype)  # noqa: E731
     return Numeric(
         gamma=scalar(cfg.gamma),
         beta=scalar(cfg.beta),
-        weights=jnp.asarray(explicit, dtype),
+        weights=scalar(explicit),
         lr=scalar(cfg.lr),
         momentum=scalar(cfg.momentum),
         weight_decay=scalar(cfg.weight_decay),

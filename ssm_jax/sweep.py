@@ -595,6 +595,16 @@ def _stack(trees: list):
     return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
 
 
+@functools.lru_cache(maxsize=4096)
+def _seed_key(seed: int, impl: str, x64: bool) -> np.ndarray:
+    """``jax.random.PRNGKey(seed)`` on the host, computed once per seed (and PRNG
+    implementation and precision mode, which it depends on) rather than once per chunk:
+    each call is a device dispatch of about a millisecond."""
+    key = np.asarray(jax.random.PRNGKey(seed))
+    key.setflags(write=False)
+    return key
+
+
 def batch_inputs(sweep: Sweep, group: Group, runs: np.ndarray):
     """Stacked ``(problems, numerics, keys, class_counts)`` (numpy) for runs of one group,
     the problems padded to the group's ``n_pad``. Call inside ``jax.enable_x64(group.x64)``.
@@ -604,20 +614,18 @@ def batch_inputs(sweep: Sweep, group: Group, runs: np.ndarray):
     problems, numerics, keys, counts_list = [], [], [], []
     problem_cache: dict[tuple, Any] = {}
     numeric_cache: dict[tuple, Any] = {}
-    key_cache: dict[int, Any] = {}
+    impl, x64 = str(jax.config.jax_default_prng_impl), bool(jax.config.jax_enable_x64)
     for index in runs:
         cfg = sweep.config(int(index))
         counts = class_counts_of(cfg)
         if counts not in problem_cache:
-            problem_cache[counts] = jax.tree.map(np.asarray, make_problem(counts, group.n_pad))
+            problem_cache[counts] = make_problem(counts, group.n_pad, host=True)
         not_seed = tuple(v for name, v in vars(cfg).items() if name != "seed")
         if not_seed not in numeric_cache:
-            numeric_cache[not_seed] = jax.tree.map(np.asarray, numeric_of(cfg))
-        if cfg.seed not in key_cache:
-            key_cache[cfg.seed] = np.asarray(jax.random.PRNGKey(cfg.seed))
+            numeric_cache[not_seed] = numeric_of(cfg, host=True)
         problems.append(problem_cache[counts])
         numerics.append(numeric_cache[not_seed])
-        keys.append(key_cache[cfg.seed])
+        keys.append(_seed_key(cfg.seed, impl, x64))
         counts_list.append(counts)
     return _stack(problems), _stack(numerics), np.stack(keys), np.array(counts_list, np.int32)
 
