@@ -342,34 +342,40 @@ def full_params(spec, state, problem: Problem, constants) -> dict:
 
 def output_parts(spec, state, problem: Problem, omega, constants) -> dict:
     """What the per-example outputs of a reduced state depend on, small and independent of
-    n: ``"WY"`` (G, k, d), ``W Y_g / s_g``; ``"shift"`` (k, k), row c the output of the
-    class-c mean, ``W nu_c / (sqrt(n_c) s_c)``; and ``"b"`` with a bias."""
+    n: ``"WV"`` (k, G d + k), the columns of ``W V`` scaled to outputs (``W Y_g / s_g``,
+    then, column c, the output of the class-c mean ``W nu_c / (sqrt(n_c) s_c)``), and
+    ``"b"`` with a bias. :func:`outputs_of` multiplies it by :func:`design`."""
     counts, _ = constants
     s = scales(spec, omega)
-    W = state["W"]
-    k, d = W.shape
+    k = state["W"].shape[0]
     first = _first_classes(spec, k)
-    G = len(first)
-    WV = W @ state["V"]  # (k, columns): W Y_g and W nu_c side by side
-    parts = {"WY": jnp.moveaxis(WV[:, :G * d].reshape(k, G, d), 1, 0) / s[first][:, None, None],
-             "shift": WV[:, G * d:G * d + k].T / (jnp.sqrt(jnp.maximum(counts, 1.0)) * s)[:, None]}
+    scale = jnp.concatenate([jnp.repeat(s[first], spec.dim),
+                             jnp.sqrt(jnp.maximum(counts, 1.0)) * s])
+    parts = {"WV": (state["W"] @ state["V"]) / scale}
     if "b" in state:
         parts["b"] = state["b"]
     return parts
 
 
-def outputs_of(spec, parts: dict, problem: Problem, constants) -> Float[Array, "... k n"]:
+def design(spec, problem: Problem, constants) -> Float[Array, "m n"]:
+    """The constant (G d + k) x n_pad matrix that turns :func:`output_parts` into outputs:
+    column i holds ``R_i`` in the rows of its group's block and a one in the row of its
+    class, so that ``WV @ design`` is ``W Y_g R_i / s_g + W nu_c / (sqrt(n_c) s_c)``
+    (zero on padding)."""
+    _, R = constants
+    in_group = _in_group(spec, problem, R.dtype)  # (G, n)
+    spread = (in_group[:, None, :] * R.T[None]).reshape(-1, R.shape[0])  # (G d, n)
+    return jnp.concatenate([spread, problem.onehot().astype(R.dtype)])
+
+
+def outputs_of(spec, parts: dict, problem: Problem, constants,
+               basis: Float[Array, "m n"] | None = None) -> Float[Array, "... k n"]:
     """Per-example outputs ``z_i = W Y_g R_i / s_g + W nu_c / (sqrt(n_c) s_c) + b`` (c = y_i
     in group g), k x n_pad, from :func:`output_parts`, which may carry leading save axes:
-    one (... G k x d) x (d x n) product, then each example keeps its own group's block."""
-    _, R = constants
-    every = jnp.einsum("...gke,ne->...gkn", parts["WY"], R)
-    in_group = _in_group(spec, problem, R.dtype)
-    # Each example keeps its group's block (a sum over the group axis, row by row: see
-    # ssm_jax.losses.UNROLL_CLASSES) and adds its class mean's output (a product with the
-    # one-hot labels).
-    z = (losses.class_sum(jnp.moveaxis(every * in_group[:, None, :], -3, 0))
-         + jnp.einsum("...ck,cn->...kn", parts["shift"], problem.onehot().astype(R.dtype)))
+    one (... k x (G d + k)) x ((G d + k) x n) product with :func:`design` (``basis``, when
+    already formed)."""
+    basis = design(spec, problem, constants) if basis is None else basis
+    z = parts["WV"] @ basis
     if "b" in parts:
         z = z + parts["b"][..., :, None]
     return z
@@ -383,15 +389,14 @@ def outputs(spec, state, problem: Problem, omega, constants) -> Float[Array, "k 
 
 
 # Outputs formed at once by the expansion of a block of save points, per run: the block's
-# (saves x G x k x n) product is about 1 MB, large enough for a fast matrix product and small
-# enough to stay in cache for the metrics that read it (3-6 saves per block were fastest for
-# W1's n = 2,000 on the 2-core CPU; 26 and 101 slower, docs/performance.md section 4).
+# (saves x k x n) outputs are about 1 MB, large enough for a fast matrix product and small
+# enough to stay in cache for the metrics that read them (docs/performance.md sections 4-5).
 EXPAND_BLOCK_FLOATS = 1 << 18
 
 
-def save_block(saves: int, groups: int, k: int, n: int) -> int:
+def save_block(saves: int, k: int, n: int) -> int:
     """Save points expanded together (:data:`EXPAND_BLOCK_FLOATS`), in blocks of equal size."""
-    most = max(1, min(saves, EXPAND_BLOCK_FLOATS // max(groups * k * n, 1)))
+    most = max(1, min(saves, EXPAND_BLOCK_FLOATS // max(k * n, 1)))
     blocks = -(-saves // most)
     return -(-saves // blocks)
 
@@ -400,8 +405,8 @@ def observe_fn(spec, problem: Problem, numeric, omega, constants, full_observe):
     """The same observations as :func:`ssm_jax.simulate.observe_fn`, as a
     :class:`~ssm_jax.dynamics.discrete.Deferred` observer: each save point records
     :func:`output_parts` and the loss (O(G k d^2), independent of n); after the run the
-    outputs of a block of save points are one matrix product (:func:`outputs_of`) and the
-    metrics are read off them.
+    outputs of a block of save points are one matrix product with :func:`design`
+    (:func:`outputs_of`) and the metrics are read off them.
 
     With ``keep_params`` or ``geometry`` the full parameters are rebuilt at each save point
     and passed to ``full_observe`` (the per-example observer)."""
@@ -415,8 +420,8 @@ def observe_fn(spec, problem: Problem, numeric, omega, constants, full_observe):
         parts["loss"] = objective(state)
         return parts
 
-    def metrics_of(parts):
-        z = outputs_of(spec, parts, problem, constants)
+    def metrics_of(parts, basis):
+        z = outputs_of(spec, parts, problem, constants, basis)
         seen = metrics.snapshot(z, problem, per_example)
         seen["posthoc_per_class_accuracy"] = metrics.posthoc_accuracy(z, problem, numeric.tau)
         seen["loss"] = parts["loss"]
@@ -425,14 +430,15 @@ def observe_fn(spec, problem: Problem, numeric, omega, constants, full_observe):
     def expand(records):
         saves = records["loss"].shape[0]
         k, n = problem.num_classes, problem.labels.shape[-1]
-        block = save_block(saves, num_groups(spec, k), k, n)
+        block = save_block(saves, k, n)
         blocks = -(-saves // block)
         # Pad with copies of the last record to whole blocks (one compiled body, no
         # remainder), expand block by block, drop the padding.
         padded = jax.tree.map(lambda a: jnp.concatenate(
             [a, jnp.repeat(a[-1:], blocks * block - saves, axis=0)]).reshape(
                 (blocks, block) + a.shape[1:]), records)
-        seen = jax.lax.map(jax.vmap(metrics_of), padded)
+        basis = design(spec, problem, constants)  # formed once for all blocks
+        seen = jax.lax.map(jax.vmap(lambda parts: metrics_of(parts, basis)), padded)
         return jax.tree.map(lambda a: a.reshape((blocks * block,) + a.shape[2:])[:saves],
                             seen)
 
@@ -451,6 +457,6 @@ def reduce(spec, problem: Problem, numeric, omega, params0, full_observe):
 
 __all__ = ["MODES", "METHODS", "why_not", "class_groups_of", "groups_of", "num_groups",
            "flops_per_step", "use_reduced", "reduce", "reduce_params", "objective_fn",
-           "observe_fn", "outputs", "output_parts", "outputs_of", "save_block", "blocks", "join",
-           "full_params", "trained_features", "scales", "cholesky", "shifted_cholesky",
-           "lower_inverse"]
+           "observe_fn", "outputs", "output_parts", "outputs_of", "design", "save_block",
+           "blocks", "join", "full_params", "trained_features", "scales", "cholesky",
+           "shifted_cholesky", "lower_inverse"]

@@ -228,17 +228,17 @@ def test_save_points_expanded_in_blocks(x64, monkeypatch):
     """The reduced observer records small matrices at each save and forms the outputs after
     the run, a block of save points at a time: any block size (here 3 blocks of 4, the last
     one short, and all 11 at once) gives the per-example simulator's observations."""
-    assert reduced.save_block(101, 2, 10, 2000) == 6  # 1 MB of outputs per block and run
-    assert reduced.save_block(11, 1, 1, 1) == 11
+    assert reduced.save_block(101, 10, 2000) == 13  # 1 MB of outputs per block and run
+    assert reduced.save_block(11, 1, 1) == 11
     cfg = Config(x64=True, k_major=2, k_minor=3, n_major=30, ratio=5, dim=7,
                  weighting="power", gamma=0.5, init_scale=0.1, lr=2.0, steps=50, saves=11)
     spec, problem = simulate.spec_of(cfg.replace(reduced="on")), simulate.problem_of(cfg)
     numeric, key = simulate.numeric_of(cfg), jax.random.PRNGKey(cfg.seed)
     slow = run(cfg, "off")
-    groups, k, n = reduced.num_groups(spec, 5), 5, problem.labels.shape[0]
-    for floats, block in [(4 * groups * k * n, 4), (1 << 30, 11)]:
+    k, n = 5, problem.labels.shape[0]
+    for floats, block in [(4 * k * n, 4), (1 << 30, 11)]:
         monkeypatch.setattr(reduced, "EXPAND_BLOCK_FLOATS", floats)
-        assert reduced.save_block(11, groups, k, n) == block
+        assert reduced.save_block(11, k, n) == block
         fast = jax.jit(lambda p, q, r: simulate.trajectory(spec, p, q, r))(problem, numeric,
                                                                            key)
         tree_allclose(fast, slow, **TOL)
