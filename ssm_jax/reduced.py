@@ -43,8 +43,11 @@ docs/performance.md.
 *Layout.* The state is ``{"W", "V", ["b"]}`` with ``V = [Y_1 ... Y_G | nu_1 ... nu_k]``
 (d x (G d + k)): every term of the objective is a column of the one product ``W V``, so a
 step is three matrix products (``W V`` and the two of its gradient) and elementwise work
-(docs/performance.md section 5). :func:`blocks` splits ``V`` into ``Y`` (d, G, d) and
-``nu`` (k, d); :func:`join` builds it.
+(docs/performance.md section 5). ``V`` is stored flat, ``(d (G d + k),)`` in row-major
+order (:func:`matrix` reads it as the matrix): under ``vmap`` a Runge-Kutta solver stacks
+its stages of each state leaf, and XLA's CPU code transposes a stack of flat leaves
+several times faster than one of d x 138 matrices. :func:`blocks` splits ``V`` into ``Y``
+(d, G, d) and ``nu`` (k, d); :func:`join` builds it.
 
 Not used for adam (per-coordinate scaling breaks the shared affine map), cross-entropy and
 the logit-adjusted losses, the ``class`` parametrisation (already O(k)) or deep UFMs.
@@ -160,17 +163,25 @@ def _in_group(spec, problem: Problem, dtype) -> Float[Array, "G n"]:
     return jnp.asarray(member, dtype) @ problem.onehot().astype(dtype)
 
 
-def blocks(spec, V: Float[Array, "d m"], k: int):
-    """``(Y (d, G, d), nu (k, d))`` of the state matrix ``V`` (module docstring, Layout)."""
+def matrix(spec, V: Float[Array, " dm"]) -> Float[Array, "d m"]:
+    """The state matrix ``V`` (d x (G d + k)) of its flat storage (module docstring,
+    Layout)."""
+    return V.reshape(spec.dim, -1)
+
+
+def blocks(spec, V: Float[Array, " dm"], k: int):
+    """``(Y (d, G, d), nu (k, d))`` of the (flat) state matrix ``V``."""
+    V = matrix(spec, V)
     d = V.shape[0]
     G = num_groups(spec, k)
     return V[:, :G * d].reshape(d, G, d), V[:, G * d:G * d + k].T
 
 
-def join(spec, Y: Float[Array, "d G d"], nu: Float[Array, "k d"]) -> Float[Array, "d m"]:
-    """The state matrix ``V = [Y_1 ... Y_G | nu_1 ... nu_k]`` (d x (G d + k))."""
+def join(spec, Y: Float[Array, "d G d"], nu: Float[Array, "k d"]) -> Float[Array, " dm"]:
+    """The flat state matrix ``V = [Y_1 ... Y_G | nu_1 ... nu_k]`` (d x (G d + k), stored
+    row-major as a vector)."""
     d, G, _ = Y.shape
-    return jnp.concatenate([Y.reshape(d, G * d), nu.T], axis=1)
+    return jnp.concatenate([Y.reshape(d, G * d), nu.T], axis=1).reshape(-1)
 
 
 def scales(spec, omega: Float[Array, " k"]) -> Float[Array, " k"]:
@@ -253,8 +264,8 @@ def shifted_cholesky(scatter: Float[Array, "k d d"]) -> Float[Array, "k d d"]:
 
 
 def reduce_params(spec, problem: Problem, omega, params0):
-    """The reduced state ``{"W", "V", ["b"]}`` (``V`` holds ``Y`` (d, G, d) and ``nu``
-    (k, d), module docstring) of full initial
+    """The reduced state ``{"W", "V", ["b"]}`` (``V``, flat, holds ``Y`` (d, G, d) and
+    ``nu`` (k, d), module docstring) of full initial
     parameters, and the constants ``(counts (k,), R (n_pad, d))`` (module docstring).
 
     With ``C_g = L_g L_g^T - delta_g I`` (Cholesky of the scatter of the trained features
@@ -288,7 +299,13 @@ def reduce_params(spec, problem: Problem, omega, params0):
 
 
 def objective_fn(spec, problem: Problem, numeric, omega, constants):
-    """``state -> L``: the training objective of the reduced state (exactly the
+    """``state -> L`` (:func:`objective_parts` without the data term)."""
+    parts = objective_parts(spec, problem, numeric, omega, constants)
+    return lambda state: parts(state)[0]
+
+
+def objective_parts(spec, problem: Problem, numeric, omega, constants):
+    """``state -> (L, data term)``: the training objective of the reduced state (exactly the
     per-example objective of the features it represents, up to the relative shift
     ``delta_c`` of :func:`reduce_params`, i.e. rounding; module docstring).
 
@@ -296,7 +313,9 @@ def objective_fn(spec, problem: Problem, numeric, omega, constants):
     ``Y_g`` gives ``W Y_g[:, j] / s_g``, column c of ``nu`` gives ``W nu_c / s_c + sqrt(n_c)
     (b - e_c)``; ``L = sum_j w_j ||E_j||^2 + penalty`` with ``w = omega_g / 2n`` and
     ``omega_c / 2n``. One product forms ``E``; reverse mode adds the two of its gradient,
-    ``dE V^T`` and ``W^T dE``."""
+    ``dE V^T`` and ``W^T dE``. The training steps check the data term for divergence
+    (``discrete.run(..., has_aux=True)``), so the penalty's two passes over the state are
+    not evaluated inside the loop."""
     counts, _ = constants
     s = scales(spec, omega)
     n = jnp.sum(problem.mask)
@@ -309,7 +328,7 @@ def objective_fn(spec, problem: Problem, numeric, omega, constants):
     inverse_scale = 1.0 / jnp.concatenate([jnp.repeat(s[first], d), s])
 
     def objective(state):
-        W, V = state["W"], state["V"]
+        W, V = state["W"], matrix(spec, state["V"])
         b = state["b"] if "b" in state else jnp.zeros((k,), W.dtype)
         # sqrt(n_c) (b - e_c) in the column of nu_c, zero in those of the Y_g
         target = (b[:, None] - jnp.eye(k, dtype=W.dtype)) * root[None, :]
@@ -317,7 +336,7 @@ def objective_fn(spec, problem: Problem, numeric, omega, constants):
         E = (W @ V) * inverse_scale + offset
         data = jnp.sum(weight * (E * E))
         penalty = 0.5 * numeric.weight_decay * (jnp.sum(W ** 2) + jnp.sum(V ** 2))
-        return data + penalty
+        return data + penalty, data
 
     return objective
 
@@ -351,7 +370,7 @@ def output_parts(spec, state, problem: Problem, omega, constants) -> dict:
     first = _first_classes(spec, k)
     scale = jnp.concatenate([jnp.repeat(s[first], spec.dim),
                              jnp.sqrt(jnp.maximum(counts, 1.0)) * s])
-    parts = {"WV": (state["W"] @ state["V"]) / scale}
+    parts = {"WV": (state["W"] @ matrix(spec, state["V"])) / scale}
     if "b" in state:
         parts["b"] = state["b"]
     return parts
@@ -446,17 +465,19 @@ def observe_fn(spec, problem: Problem, numeric, omega, constants, full_observe):
 
 
 def reduce(spec, problem: Problem, numeric, omega, params0, full_observe):
-    """``(state0, objective, observe)`` of the reduced simulator, drop-in replacements for
-    the per-example ``(params0, objective, observe)`` in :func:`ssm_jax.simulate.trajectory`
-    (any optimiser that is linear in the gradient, or gradient flow)."""
+    """``(state0, objective_parts, observe)`` of the reduced simulator, drop-in replacements
+    for the per-example ones in :func:`ssm_jax.simulate.trajectory` (any optimiser that is
+    linear in the gradient, or gradient flow); ``objective_parts`` returns ``(L, data
+    term)`` as :func:`ssm_jax.simulate.objective_parts` does."""
     state0, constants = reduce_params(spec, problem, omega, params0)
-    objective = objective_fn(spec, problem, numeric, omega, constants)
+    objective = objective_parts(spec, problem, numeric, omega, constants)
     observe = observe_fn(spec, problem, numeric, omega, constants, full_observe)
     return state0, objective, observe
 
 
 __all__ = ["MODES", "METHODS", "why_not", "class_groups_of", "groups_of", "num_groups",
            "flops_per_step", "use_reduced", "reduce", "reduce_params", "objective_fn",
+           "objective_parts",
            "observe_fn", "outputs", "output_parts", "outputs_of", "design", "save_block",
-           "blocks", "join", "full_params", "trained_features", "scales", "cholesky",
+           "matrix", "blocks", "join", "full_params", "trained_features", "scales", "cholesky",
            "shifted_cholesky", "lower_inverse"]

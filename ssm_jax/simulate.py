@@ -227,18 +227,16 @@ def trajectory(spec: Spec, problem: Problem, numeric: Numeric, key: PRNGKeyArray
     # (loss, data term): steps check the data term for divergence, see objective_parts
     objective = objective_parts(spec, problem, numeric, omega)
     observe = observe_fn(spec, problem, numeric, omega)
-    has_aux = True
     if reduced.use_reduced(spec, problem):  # same run, O(G k d^2) per step (docs/performance.md)
         params0, objective, observe = reduced.reduce(spec, problem, numeric, omega, params0,
                                                      observe)
-        has_aux = False
     if spec.method == "flow":
-        scalar = (lambda p: objective(p)[0]) if has_aux else objective
+        scalar = lambda p: objective(p)[0]  # noqa: E731
         seen, t, diverged_step, stats = flow_run(spec, numeric, scalar, observe, params0)
         return finish(spec, t, seen, omega, diverged_step)._replace(flow=stats)
     opt = discrete.optimizer(spec.method, numeric.lr, numeric.momentum)
     seen, _, diverged_step = discrete.run(objective, observe, params0, opt, spec.steps,
-                                          spec.saves, remat=spec.remat, has_aux=has_aux)
+                                          spec.saves, remat=spec.remat, has_aux=True)
     t = numeric.lr * jnp.asarray(discrete.save_steps(spec.steps, spec.saves), numeric.lr.dtype)
     return finish(spec, t, seen, omega, diverged_step)
 
