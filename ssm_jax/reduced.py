@@ -264,9 +264,9 @@ def shifted_cholesky(scatter: Float[Array, "k d d"]) -> Float[Array, "k d d"]:
 
 
 def reduce_params(spec, problem: Problem, omega, params0):
-    """The reduced state ``{"W", "V", ["b"]}`` (``V``, flat, holds ``Y`` (d, G, d) and
-    ``nu`` (k, d), module docstring) of full initial
-    parameters, and the constants ``(counts (k,), R (n_pad, d))`` (module docstring).
+    """The reduced state ``{"W", "V", ["b"]}`` of full initial parameters (``V``, flat,
+    holds ``Y`` (d, G, d) and ``nu`` (k, d), module docstring), and the constants
+    ``(counts (k,), R (n_pad, d))``.
 
     With ``C_g = L_g L_g^T - delta_g I`` (Cholesky of the scatter of the trained features
     about their class means, pooled over the classes of group g, shifted by
@@ -290,7 +290,7 @@ def reduce_params(spec, problem: Problem, omega, params0):
     # R_i = L_{g(y_i)}^{-1} (x_i - mu_{y_i}).
     # every group's map on every example (G, d, n); each example keeps its own group's
     R = losses.class_sum((lower_inverse(L) @ centred) * in_group[:, None, :]).T
-    # Y[:, g, :] = Y_g, feature dimension first, inside V = [Y | nu | 0] (Layout)
+    # Y[:, g, :] = Y_g, feature dimension first, inside V = [Y | nu] (Layout)
     state = {"W": params0["W"],
              "V": join(spec, jnp.transpose(L, (1, 0, 2)), (mean * jnp.sqrt(counts)).T)}
     if "b" in params0:
@@ -450,15 +450,15 @@ def observe_fn(spec, problem: Problem, numeric, omega, constants, full_observe):
         saves = records["loss"].shape[0]
         k, n = problem.num_classes, problem.labels.shape[-1]
         block = save_block(saves, k, n)
-        blocks = -(-saves // block)
+        num_blocks = -(-saves // block)
         # Pad with copies of the last record to whole blocks (one compiled body, no
         # remainder), expand block by block, drop the padding.
         padded = jax.tree.map(lambda a: jnp.concatenate(
-            [a, jnp.repeat(a[-1:], blocks * block - saves, axis=0)]).reshape(
-                (blocks, block) + a.shape[1:]), records)
+            [a, jnp.repeat(a[-1:], num_blocks * block - saves, axis=0)]).reshape(
+                (num_blocks, block) + a.shape[1:]), records)
         basis = design(spec, problem, constants)  # formed once for all blocks
         seen = jax.lax.map(jax.vmap(lambda parts: metrics_of(parts, basis)), padded)
-        return jax.tree.map(lambda a: a.reshape((blocks * block,) + a.shape[2:])[:saves],
+        return jax.tree.map(lambda a: a.reshape((num_blocks * block,) + a.shape[2:])[:saves],
                             seen)
 
     return discrete.Deferred(record, expand)
