@@ -88,14 +88,20 @@ def block(tree):
 # --------------------------------------------------------------------------- roofline
 
 
+def peak_matmul(size: int):
+    """A compiled, warmed-up float32 ``size`` x ``size`` matmul, called without arguments
+    (``2 size^3`` flops per call)."""
+    a = jax.random.normal(jax.random.PRNGKey(0), (size, size), jnp.float32)
+    matmul = jax.jit(lambda x, y: x @ y)
+    block(matmul(a, a))
+    return lambda: block(matmul(a, a))
+
+
 def roofline(quick: bool) -> dict:
     """Measured peak: a large float32 matmul (FLOP/s) and a large streaming update
     ``y = x + 1`` (bytes read + written per second), median of 5."""
     size = 2048 if quick else 4096
-    a = jax.random.normal(jax.random.PRNGKey(0), (size, size), jnp.float32)
-    matmul = jax.jit(lambda x, y: x @ y)
-    block(matmul(a, a))
-    t_mm, _ = median_time(lambda: block(matmul(a, a)), 5)
+    t_mm, _ = median_time(peak_matmul(size), 5)
     length = (1 << 24) if quick else (1 << 26)
     x = jnp.ones((length,), jnp.float32)
     stream = jax.jit(lambda v: v + 1.0)
@@ -262,13 +268,11 @@ def products_ceiling(k: int, d: int, m: int, step_flops: float, steps: int, reps
     block(fn(W, V))
     # the peak is measured again next to each repetition (this host's speed drifts)
     size = peak["matmul_size"]
-    a = jax.random.normal(jax.random.PRNGKey(0), (size, size), jnp.float32)
-    matmul = jax.jit(lambda x, y: x @ y)
-    block(matmul(a, a))
+    matmul = peak_matmul(size)
     flops = step_flops * runs * steps
     fractions, times = [], []
     for _ in range(max(reps, 5)):
-        t_peak, _ = median_time(lambda: block(matmul(a, a)), 1)
+        t_peak, _ = median_time(matmul, 1)
         t, _ = median_time(lambda: block(fn(W, V)), 1)
         times.append(t)
         fractions.append((flops / t) / (2 * size ** 3 / t_peak))

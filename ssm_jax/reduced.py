@@ -156,6 +156,13 @@ def _first_classes(spec, k: int) -> np.ndarray:
     return np.array([int(np.argmax(groups == g)) for g in range(num_groups(spec, k))])
 
 
+def _per_column(spec, of_group: Float[Array, " k"], of_class: Float[Array, " k"]):
+    """A value per column of ``V = [Y_1 ... Y_G | nu_1 ... nu_k]``: ``of_group`` read at
+    each group's first class (equal within a group) for its d columns, then ``of_class``."""
+    first = _first_classes(spec, of_group.shape[0])
+    return jnp.concatenate([jnp.repeat(of_group[first], spec.dim), of_class])
+
+
 def _in_group(spec, problem: Problem, dtype) -> Float[Array, "G n"]:
     """0/1 indicator of the group of each example (G, n_pad), zero on padding."""
     groups = groups_of(spec, problem.num_classes)
@@ -321,18 +328,17 @@ def objective_parts(spec, problem: Problem, numeric, omega, constants):
     n = jnp.sum(problem.mask)
     k = problem.num_classes
     root = jnp.sqrt(counts)
-    first = _first_classes(spec, k)
-    groups, d = len(first), spec.dim
-    # per column of V: omega / 2n and 1 / s of its group (Y_g, d columns each) or class
-    weight = jnp.concatenate([jnp.repeat(omega[first], d), omega]) / (2.0 * n)
-    inverse_scale = 1.0 / jnp.concatenate([jnp.repeat(s[first], d), s])
+    spread = num_groups(spec, k) * spec.dim  # columns of the Y_g
+    # per column of V: omega / 2n and 1 / s of its group or class
+    weight = _per_column(spec, omega, omega) / (2.0 * n)
+    inverse_scale = 1.0 / _per_column(spec, s, s)
 
     def objective(state):
         W, V = state["W"], matrix(spec, state["V"])
         b = state["b"] if "b" in state else jnp.zeros((k,), W.dtype)
         # sqrt(n_c) (b - e_c) in the column of nu_c, zero in those of the Y_g
         target = (b[:, None] - jnp.eye(k, dtype=W.dtype)) * root[None, :]
-        offset = jnp.concatenate([jnp.zeros((k, groups * d), W.dtype), target], axis=1)
+        offset = jnp.concatenate([jnp.zeros((k, spread), W.dtype), target], axis=1)
         E = (W @ V) * inverse_scale + offset
         data = jnp.sum(weight * (E * E))
         penalty = 0.5 * numeric.weight_decay * (jnp.sum(W ** 2) + jnp.sum(V ** 2))
@@ -366,10 +372,7 @@ def output_parts(spec, state, problem: Problem, omega, constants) -> dict:
     ``"b"`` with a bias. :func:`outputs_of` multiplies it by :func:`design`."""
     counts, _ = constants
     s = scales(spec, omega)
-    k = state["W"].shape[0]
-    first = _first_classes(spec, k)
-    scale = jnp.concatenate([jnp.repeat(s[first], spec.dim),
-                             jnp.sqrt(jnp.maximum(counts, 1.0)) * s])
+    scale = _per_column(spec, s, jnp.sqrt(jnp.maximum(counts, 1.0)) * s)
     parts = {"WV": (state["W"] @ matrix(spec, state["V"])) / scale}
     if "b" in state:
         parts["b"] = state["b"]
