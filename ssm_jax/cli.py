@@ -8,142 +8,65 @@ returns the process exit status. Exit status 2 means bad input (nothing was writ
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
-from dataclasses import dataclass
 
-from .config import (
-    ADJOINTS,
-    INITS,
-    LOSSES,
-    METHODS,
-    PARAMETRIZATIONS,
-    PROFILES,
-    SOLVERS,
-    STOP_METRICS,
-    WEIGHTINGS,
-    Config,
-    ConfigError,
-)
+from .config import OPTIONS, Config, ConfigError
+from .options import Option, parse_floats
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
 
-_DEFAULTS = Config()
+# The options every run command shares, in declaration order (ssm_jax.config.OPTIONS).
+SIMULATE_OPTIONS: list[Option] = [opt for opt in OPTIONS.values() if opt.shared and not opt.switch]
 
 
-def _floats(text: str) -> tuple[float, ...]:
-    return tuple(float(v) for v in text.split(","))
+def argparse_type(parse):
+    """An argparse ``type`` from an option parser: its ValueError message becomes the
+    argparse error (argparse reports a plain ValueError without its text)."""
+    if parse in (int, float, str):
+        return parse
+
+    def converted(text: str):
+        try:
+            return parse(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    converted.__name__ = parse.__name__
+    return converted
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"counts={text!r}: every count must be a positive integer"
-        ) from None
+_floats = argparse_type(parse_floats)
 
 
-def _flag(text: str) -> bool:
-    lowered = text.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean (true/false)")
+def help_of(opt: Option, suffix: str = "") -> str:
+    """The help line of an option: its help, where it applies, and its default."""
+    default = opt.default
+    shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+    applies = f"; with {opt.describe_applies()}" if opt.applies else ""
+    return f"{opt.help}{suffix}{applies} (default: {shown})"
 
 
-@dataclass(frozen=True)
-class Option:
-    """One ``simulate`` option: the flag, the Config field it sets, its parser and help."""
-
-    flag: str
-    field: str
-    type: object
-    help: str
-    choices: tuple[str, ...] | None = None
-    numeric: bool = False  # a number a sweep may list and a meta-gradient may target
-
-    @property
-    def default(self):
-        return getattr(_DEFAULTS, self.field)
-
-
-# The options of `simulate`, shared by every subcommand that runs simulations.
-SIMULATE_OPTIONS: list[Option] = [
-    Option("--loss", "loss", str, "training loss: squared (mse), cross-entropy (ce), "
-           "logit-adjusted (la) or VS (vs) cross-entropy", LOSSES),
-    Option("--profile", "profile", str, "imbalance profile", PROFILES),
-    Option("--k-major", "k_major", int, "number of majority classes (step profile)"),
-    Option("--k-minor", "k_minor", int, "number of minority classes (step profile)"),
-    Option("--n-major", "n_major", int, "examples per majority class (largest class)"),
-    Option("--ratio", "ratio", float, "imbalance ratio n_major / n_minor (>= 1)", numeric=True),
-    Option("--counts", "counts", _ints,
-           "explicit class counts, comma separated (overrides the profile)"),
-    Option("--dim", "dim", int, "feature dimension d"),
-    Option("--weighting", "weighting", str, "per-class loss weights", WEIGHTINGS),
-    Option("--gamma", "gamma", float, "power-law exponent: w_c ∝ n_c^-gamma", numeric=True),
-    Option("--beta", "beta", float, "effective-number beta in [0, 1)", numeric=True),
-    Option("--weights", "weights", _floats, "explicit per-class weights, comma separated"),
-    Option("--parametrization", "parametrization", str, "feature parametrisation",
-           PARAMETRIZATIONS),
-    Option("--bias", "bias", _flag, "train a classifier bias b (true/false)"),
-    Option("--weight-decay", "weight_decay", float, "weight decay lambda on W and H",
-           numeric=True),
-    Option("--init", "init", str, "initialisation", INITS),
-    Option("--init-scale", "init_scale", float,
-           "gaussian std (init gaussian) or initial own output z0 (init aligned)", numeric=True),
-    Option("--method", "method", str, "optimiser", METHODS),
-    Option("--momentum", "momentum", float, "momentum coefficient (method momentum)",
-           numeric=True),
-    Option("--lr", "lr", float, "learning rate (time t = lr x step)", numeric=True),
-    Option("--steps", "steps", int, "number of optimisation steps"),
-    Option("--saves", "saves", int, "number of evenly spaced save points (incl. 0 and the end)"),
-    Option("--seed", "seed", int, "PRNG seed of the initialisation", numeric=True),
-    # Beyond the paper (docs/beyond.md).
-    Option("--depth", "depth", int, "depth L of the linear UFM: L-1 inner d x d layers between "
-           "the features and the classifier (1 = the UFM)"),
-    Option("--tau", "tau", float, "logit adjustment tau: loss la / vs add tau log(prior); "
-           "also the post-hoc adjustment of the posthoc_* metrics", numeric=True),
-    Option("--vs-gamma", "vs_gamma", float, "VS loss: multiplicative Delta_c = (n_c / n_max)"
-           "^vs_gamma", numeric=True),
-    Option("--geometry", "geometry", _flag, "record neural-collapse geometry (NC1-NC3, SELI, "
-           "norms, angles) at every save point (true/false)"),
-    # Gradient flow (--method flow; docs/theory.md).
-    Option("--t1", "t1", float, "gradient-flow end time (default: lr x steps, the discrete "
-           "run's end)", numeric=True),
-    Option("--solver", "solver", str, "diffrax solver of the flow (kvaerno5: implicit, for "
-           "stiff runs)", SOLVERS),
-    Option("--rtol", "rtol", float, "relative tolerance of the flow's PID step control"),
-    Option("--atol", "atol", float, "absolute tolerance of the flow's PID step control"),
-    Option("--max-steps", "max_steps", int, "most solver steps before the flow reports failure"),
-    Option("--adjoint", "adjoint", str, "how gradients pass through the flow", ADJOINTS),
-    Option("--stop-metric", "stop_metric", str, "stop the flow when this metric crosses "
-           "--stop-at (accuracies rising, loss falling)", STOP_METRICS),
-    Option("--stop-at", "stop_at", float, "threshold of --stop-metric"),
-    Option("--reduced", "reduced", str, "exact reduced simulator for squared loss (cost "
-           "independent of n): auto (where cheaper), on, off", ("auto", "on", "off")),
-]
+def add_option(parser, opt: Option) -> None:
+    """Add one declared option to a parser (or argument group)."""
+    if opt.switch:
+        parser.add_argument(opt.flag, dest=opt.name, action="store_true", help=opt.help)
+        return
+    parser.add_argument(opt.flag, dest=opt.name, type=argparse_type(opt.parse),
+                        choices=opt.allowed(), default=opt.default, help=help_of(opt))
 
 
 def add_simulate_options(parser: argparse.ArgumentParser) -> None:
-    """Add every ``simulate`` option (and ``--x64``) to a parser."""
+    """Add every shared run option (and ``--x64``) to a parser."""
     group = parser.add_argument_group("run configuration")
     for opt in SIMULATE_OPTIONS:
-        default = opt.default
-        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-        group.add_argument(
-            opt.flag, dest=opt.field, type=opt.type, choices=opt.choices, default=default,
-            help=f"{opt.help} (default: {shown})",
-        )
-    group.add_argument("--x64", action="store_true", help="compute in float64")
+        add_option(group, opt)
+    add_option(group, OPTIONS["x64"])
 
 
 def config_from_args(args: argparse.Namespace, **overrides) -> Config:
     """Build (and validate) a :class:`Config` from parsed ``simulate`` options."""
-    names = {f.name for f in dataclasses.fields(Config)}
-    values = {name: getattr(args, name) for name in names if hasattr(args, name)}
+    values = {name: getattr(args, name) for name in OPTIONS if hasattr(args, name)}
     if values.get("counts") is not None and values.get("profile") == "step":
         values["profile"] = "counts"
     values.update(overrides)

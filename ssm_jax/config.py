@@ -1,61 +1,46 @@
-"""Run configuration: one frozen dataclass, validated once at the boundary.
+"""Run configuration: one frozen dataclass whose fields declare their own metadata.
 
-A :class:`Config` mixes two kinds of fields:
+Every field of :class:`Config` is declared once with :func:`~ssm_jax.options.option`: its
+default, its kind (static, traced, problem or host), help text, command-line group,
+allowed values and the setting it applies to. From that table this module derives
 
-* *static* fields select code or fix array shapes (loss, parametrisation, dim, class
-  counts, method, steps, saves). Changing one means compiling again.
-* *numeric* fields (gamma, beta, explicit weights, lr, weight decay, init scale, seed)
-  become traced arrays inside the simulator, so ``vmap`` (sweeps) and ``grad``
-  (meta-gradients) can see them. See :func:`ssm_jax.simulate.numeric_of`.
+* :class:`Spec`, the static part of a run (a ``jit`` static argument), and
+* :class:`Numeric`, the traced part (arrays ``vmap`` and ``grad`` see),
+
+and the command line (:mod:`ssm_jax.cli`), sweeps (:mod:`ssm_jax.sweep`) and the docs derive
+their parsers, dimensions and reference from :data:`OPTIONS`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
-LOSSES = ("mse", "ce", "la", "vs")
-PROFILES = ("step", "longtail", "counts")
-WEIGHTINGS = ("erm", "power", "effective", "explicit")
-PARAMETRIZATIONS = ("sample", "class", "whitened")
+from .options import (
+    ConfigError,
+    Option,
+    check_choice,
+    check_int,
+    check_real,
+    option,
+    options_of,
+    parse_flag,
+    parse_floats,
+    parse_ints,
+)
+from .registry import LOSSES, METHODS, PARAMETRIZATIONS, PROFILES, SOLVERS, WEIGHTINGS
+
 INITS = ("gaussian", "aligned")
-METHODS = ("gd", "momentum", "adam", "specgd", "muon", "flow")
-# Gradient flow (method "flow", ssm_jax.dynamics.flow): solvers, adjoints, stop metrics.
-SOLVERS = ("tsit5", "dopri5", "dopri8", "kvaerno5")
 ADJOINTS = ("recursive", "backsolve")
 STOP_METRICS = ("balanced_accuracy", "worst_class_accuracy", "loss")
+REDUCED_MODES = ("auto", "on", "off")
 
+# Former private names of the checks (the digits experiment validates with them).
+_choice, _finite, _positive_int = check_choice, check_real, check_int
 
-class ConfigError(ValueError):
-    """A configuration value is out of its allowed range (the message names both)."""
-
-
-def _choice(name: str, value: str, allowed: Sequence[str]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{name}={value!r} is not one of {', '.join(map(repr, allowed))}")
-
-
-def _finite(name: str, value: float, *, low: float | None = None, strict: bool = False,
-            high: float | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{name}={value!r} must be a real number")
-    if not math.isfinite(value):
-        raise ConfigError(f"{name}={value!r} must be finite")
-    if low is not None and (value <= low if strict else value < low):
-        op = ">" if strict else ">="
-        rng = f"{name} {op} {low}" + (f" and <= {high}" if high is not None else "")
-        raise ConfigError(f"{name}={value!r} is out of range: need {rng}")
-    if high is not None and value > high:
-        raise ConfigError(f"{name}={value!r} is out of range: need {name} <= {high}")
-
-
-def _positive_int(name: str, value: object, *, low: int = 1, high: int | None = None) -> None:
-    if (isinstance(value, bool) or not isinstance(value, int) or value < low
-            or (high is not None and value > high)):
-        bounds = f">= {low}" + (f" and <= {high}" if high is not None else "")
-        raise ConfigError(f"{name}={value!r} must be an integer {bounds}")
+IMBALANCE, WEIGHTING, MODEL, LOSS, OPTIMISER, FLOW, OUTPUT = (
+    "imbalance", "weighting", "model", "loss", "optimiser", "gradient flow", "output")
 
 
 @dataclass(frozen=True)
@@ -75,57 +60,107 @@ class Config:
         ``parametrization``: ``sample`` (one feature column per example, the UFM),
         ``class`` (one shared feature per class), ``whitened`` (train G = H Ω^{1/2}).
     Training
-        ``method`` in gd / momentum / adam with learning rate ``lr`` for ``steps``
-        steps; metrics are saved at ``saves`` evenly spaced steps (first and last
+        ``method`` in gd / momentum / adam / specgd / muon with learning rate ``lr`` for
+        ``steps`` steps; metrics are saved at ``saves`` evenly spaced steps (first and last
         included). Time is ``t = lr * step``.
     Gradient flow (``method='flow'``, :mod:`ssm_jax.dynamics.flow`)
         dθ/dt = -∇L solved by diffrax ``solver`` with PID step control (``rtol``,
         ``atol``, at most ``max_steps`` steps) up to ``t1`` (None: ``lr * steps``, so the
         save times equal those of a discrete run); ``adjoint`` for gradients through it;
         optional early stop when ``stop_metric`` crosses ``stop_at``.
+
+    Each field's metadata (:data:`OPTIONS`) holds its help text and allowed values.
     """
 
-    loss: str = "mse"
-    profile: str = "step"
-    k_major: int = 5
-    k_minor: int = 5
-    n_major: int = 100
-    ratio: float = 10.0
-    counts: tuple[int, ...] | None = None
-    dim: int = 32
-    weighting: str = "erm"
-    gamma: float = 0.0
-    beta: float = 0.999
-    weights: tuple[float, ...] | None = None
-    parametrization: str = "sample"
-    bias: bool = False
-    weight_decay: float = 0.0
-    init: str = "gaussian"
-    init_scale: float = 1e-3
-    method: str = "gd"
-    momentum: float = 0.9
-    lr: float = 4.0
-    steps: int = 300
-    saves: int = 101
-    seed: int = 0
-    x64: bool = False
-    keep_params: bool = False
+    loss: str = option("mse", "static", "training loss: squared (mse), cross-entropy (ce), "
+                       "logit-adjusted (la) or VS (vs) cross-entropy", group=LOSS,
+                       choices=LOSSES)
+    profile: str = option("step", "problem", "imbalance profile", group=IMBALANCE,
+                          choices=PROFILES)
+    k_major: int = option(5, "problem", "number of majority classes (step profile)",
+                          group=IMBALANCE, parse=int, applies=("profile", ("step", "longtail")))
+    k_minor: int = option(5, "problem", "number of minority classes (step profile)",
+                          group=IMBALANCE, parse=int, applies=("profile", ("step", "longtail")))
+    n_major: int = option(100, "problem", "examples per majority class (largest class)",
+                          group=IMBALANCE, parse=int, applies=("profile", ("step", "longtail")))
+    ratio: float = option(10.0, "problem", "imbalance ratio n_major / n_minor (>= 1)",
+                          group=IMBALANCE, parse=float, batched=True,
+                          applies=("profile", ("step", "longtail")))
+    counts: tuple[int, ...] | None = option(
+        None, "problem", "explicit class counts, comma separated (overrides the profile)",
+        group=IMBALANCE, parse=parse_ints, applies=("profile", ("counts",)))
+    dim: int = option(32, "static", "feature dimension d", group=MODEL, parse=int)
+    weighting: str = option("erm", "static", "per-class loss weights", group=WEIGHTING,
+                            choices=WEIGHTINGS)
+    gamma: float = option(0.0, "traced", "power-law exponent: w_c ∝ n_c^-gamma",
+                          group=WEIGHTING, parse=float, applies=("weighting", ("power",)))
+    beta: float = option(0.999, "traced", "effective-number beta in [0, 1)", group=WEIGHTING,
+                         parse=float, applies=("weighting", ("effective",)))
+    weights: tuple[float, ...] | None = option(
+        None, "traced", "explicit per-class weights, comma separated", group=WEIGHTING,
+        parse=parse_floats, applies=("weighting", ("explicit",)))
+    parametrization: str = option("sample", "static", "feature parametrisation", group=MODEL,
+                                  choices=PARAMETRIZATIONS)
+    bias: bool = option(False, "static", "train a classifier bias b (true/false)",
+                        group=MODEL, parse=parse_flag)
+    weight_decay: float = option(0.0, "traced", "weight decay lambda on W and H", group=LOSS,
+                                 parse=float)
+    init: str = option("gaussian", "static", "initialisation", group=MODEL, choices=INITS)
+    init_scale: float = option(
+        1e-3, "traced", "gaussian std (init gaussian) or initial own output z0 (init aligned)",
+        group=MODEL, parse=float)
+    method: str = option("gd", "static", "optimiser", group=OPTIMISER, choices=METHODS)
+    momentum: float = option(0.9, "traced", "momentum coefficient (method momentum)",
+                             group=OPTIMISER, parse=float,
+                             applies=("method", ("momentum", "muon")))
+    lr: float = option(4.0, "traced", "learning rate (time t = lr x step)", group=OPTIMISER,
+                       parse=float)
+    steps: int = option(300, "static", "number of optimisation steps", group=OPTIMISER,
+                        parse=int)
+    saves: int = option(101, "static",
+                        "number of evenly spaced save points (incl. 0 and the end)",
+                        group=OPTIMISER, parse=int)
+    seed: int = option(0, "host", "PRNG seed of the initialisation", group=MODEL, parse=int,
+                       batched=True)
+    x64: bool = option(False, "host", "compute in float64", group=OUTPUT, switch=True)
+    keep_params: bool = option(False, "static", "also save W, H (and b) at every save point",
+                               group=OUTPUT, switch=True, shared=False)
     # Beyond the paper (docs/beyond.md): deep linear UFM, logit-adjusted losses, geometry.
-    depth: int = 1
-    tau: float = 1.0
-    vs_gamma: float = 0.2
-    geometry: bool = False
+    depth: int = option(1, "static", "depth L of the linear UFM: L-1 inner d x d layers "
+                        "between the features and the classifier (1 = the UFM)", group=MODEL,
+                        parse=int)
+    tau: float = option(1.0, "traced", "logit adjustment tau: loss la / vs add tau "
+                        "log(prior); also the post-hoc adjustment of the posthoc_* metrics",
+                        group=LOSS, parse=float)
+    vs_gamma: float = option(0.2, "traced", "VS loss: multiplicative Delta_c = (n_c / n_max)"
+                             "^vs_gamma", group=LOSS, parse=float, applies=("loss", ("vs",)))
+    geometry: bool = option(False, "static", "record neural-collapse geometry (NC1-NC3, "
+                            "SELI, norms, angles) at every save point (true/false)",
+                            group=OUTPUT, parse=parse_flag)
     # Gradient flow (method="flow"; docs/theory.md). t1=None means lr x steps.
-    t1: float | None = None
-    solver: str = "tsit5"
-    rtol: float = 1e-5
-    atol: float = 1e-8
-    max_steps: int = 100_000
-    adjoint: str = "recursive"
-    stop_metric: str | None = None
-    stop_at: float | None = None
+    t1: float | None = option(None, "traced", "gradient-flow end time (default: lr x steps, "
+                              "the discrete run's end)", group=FLOW, parse=float,
+                              applies=("method", ("flow",)))
+    solver: str = option("tsit5", "static", "diffrax solver of the flow (kvaerno5: implicit, "
+                         "for stiff runs)", group=FLOW, choices=SOLVERS,
+                         applies=("method", ("flow",)))
+    rtol: float = option(1e-5, "static", "relative tolerance of the flow's PID step control",
+                         group=FLOW, parse=float, applies=("method", ("flow",)))
+    atol: float = option(1e-8, "static", "absolute tolerance of the flow's PID step control",
+                         group=FLOW, parse=float, applies=("method", ("flow",)))
+    max_steps: int = option(100_000, "static", "most solver steps before the flow reports "
+                            "failure", group=FLOW, parse=int, applies=("method", ("flow",)))
+    adjoint: str = option("recursive", "static", "how gradients pass through the flow",
+                          group=FLOW, choices=ADJOINTS, applies=("method", ("flow",)))
+    stop_metric: str | None = option(None, "static", "stop the flow when this metric crosses "
+                                     "--stop-at (accuracies rising, loss falling)", group=FLOW,
+                                     choices=STOP_METRICS, applies=("method", ("flow",)))
+    stop_at: float | None = option(None, "static", "threshold of --stop-metric", group=FLOW,
+                                   parse=float, applies=("method", ("flow",)))
     # Exact reduced simulator for squared loss (ssm_jax.reduced, docs/performance.md).
-    reduced: str = "auto"
+    reduced: str = option("auto", "static", "exact reduced simulator for squared loss (cost "
+                          "independent of n): auto (where cheaper), on, off", group=OPTIMISER,
+                          choices=REDUCED_MODES)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -141,20 +176,59 @@ class Config:
         return d
 
     @property
-    def num_classes(self) -> int:
-        from .problem import class_counts_of
+    def class_counts(self) -> tuple[int, ...]:
+        """Integer class counts (explicit ``counts`` win over the profile)."""
+        return PROFILES["counts" if self.counts is not None else self.profile].counts(self)
 
-        return len(class_counts_of(self))
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_counts)
+
+
+OPTIONS: dict[str, Option] = options_of(Config)
+"""Every run option, by Config field name, in declaration order."""
+
+
+def options_of_kind(kind: str) -> tuple[str, ...]:
+    return tuple(name for name, opt in OPTIONS.items() if opt.kind == kind)
+
+
+@dataclass(frozen=True)
+class _SpecExtras:
+    """Static fields of a :class:`Spec` that no option sets directly."""
+
+    remat: bool = False  # rematerialise the training loop (gradients through long runs)
+    # Classes that always share count and weight (same id), so the reduced simulator may
+    # pool their within-class state; None: every class on its own (always exact).
+    class_groups: tuple[int, ...] | None = None
+
+
+Spec = dataclasses.make_dataclass(
+    "Spec",
+    [(name, Config.__annotations__[name], dataclasses.field(default=OPTIONS[name].default))
+     for name in options_of_kind("static")]
+    + [(f.name, f.type, dataclasses.field(default=f.default))
+       for f in dataclasses.fields(_SpecExtras)],
+    frozen=True,
+)
+Spec.__module__ = __name__
+Spec.__doc__ = ("The static part of a run: it selects code and fixes array shapes (a jit "
+                "static argument). One field per static option of Config, plus remat and "
+                "class_groups.")
+
+Numeric = NamedTuple("Numeric", [(name, object) for name in options_of_kind("traced")])
+Numeric.__module__ = __name__
+Numeric.__doc__ = ("The traced part of a run: one array per traced option of Config, which "
+                   "vmap and grad can see (explicit weights are ones of shape (k,) unless "
+                   "weighting is explicit; t1 is lr x steps unless given).")
 
 
 def validate(cfg: Config) -> None:
     """Raise :class:`ConfigError` naming the first bad value and its allowed range."""
-    _choice("loss", cfg.loss, LOSSES)
-    _choice("profile", cfg.profile, PROFILES)
-    _choice("weighting", cfg.weighting, WEIGHTINGS)
-    _choice("parametrization", cfg.parametrization, PARAMETRIZATIONS)
-    _choice("init", cfg.init, INITS)
-    _choice("method", cfg.method, METHODS)
+    for name, opt in OPTIONS.items():
+        value = getattr(cfg, name)
+        if opt.choices is not None and value is not None:
+            check_choice(name, value, opt.allowed())
     if cfg.counts is not None:
         if len(cfg.counts) < 2:
             raise ConfigError(f"counts={list(cfg.counts)!r} must list at least 2 classes")
@@ -167,17 +241,17 @@ def validate(cfg: Config) -> None:
     elif cfg.profile == "counts":
         raise ConfigError("profile='counts' needs counts=(n_1, ..., n_k)")
     else:
-        _positive_int("k_major", cfg.k_major, low=0)
-        _positive_int("k_minor", cfg.k_minor, low=0)
+        check_int("k_major", cfg.k_major, low=0)
+        check_int("k_minor", cfg.k_minor, low=0)
         if cfg.k_major + cfg.k_minor < 2:
             raise ConfigError(
                 f"k_major + k_minor = {cfg.k_major + cfg.k_minor} must be >= 2 classes"
             )
-        _positive_int("n_major", cfg.n_major)
-        _finite("ratio", cfg.ratio, low=1.0)
-    _positive_int("dim", cfg.dim)
-    _finite("gamma", cfg.gamma)
-    _finite("beta", cfg.beta, low=0.0, high=1.0)
+        check_int("n_major", cfg.n_major)
+        check_real("ratio", cfg.ratio, low=1.0)
+    check_int("dim", cfg.dim)
+    check_real("gamma", cfg.gamma)
+    check_real("beta", cfg.beta, low=0.0, high=1.0)
     if cfg.weighting == "effective" and not 0.0 <= cfg.beta < 1.0:
         raise ConfigError(f"beta={cfg.beta!r} is out of range: need 0 <= beta < 1")
     if cfg.weighting == "explicit":
@@ -185,39 +259,37 @@ def validate(cfg: Config) -> None:
             raise ConfigError("weighting='explicit' needs weights=(w_1, ..., w_k)")
     if cfg.weights is not None:
         for w in cfg.weights:
-            _finite("weights", w, low=0.0)
+            check_real("weights", w, low=0.0)
         if sum(cfg.weights) <= 0:
             raise ConfigError(f"weights={list(cfg.weights)!r} must not all be zero")
-    _finite("weight_decay", cfg.weight_decay, low=0.0)
-    _finite("init_scale", cfg.init_scale, low=0.0)
+    check_real("weight_decay", cfg.weight_decay, low=0.0)
+    check_real("init_scale", cfg.init_scale, low=0.0)
     if cfg.init == "aligned" and not 0.0 < cfg.init_scale < 1.0:
         raise ConfigError(
             f"init_scale={cfg.init_scale!r} is out of range for init='aligned': "
             "the initial own output z0 needs 0 < z0 < 1"
         )
-    _finite("momentum", cfg.momentum, low=0.0, high=1.0)
-    _finite("lr", cfg.lr, low=0.0, strict=True)
-    _positive_int("steps", cfg.steps)
-    _positive_int("saves", cfg.saves, low=2)
+    check_real("momentum", cfg.momentum, low=0.0, high=1.0)
+    check_real("lr", cfg.lr, low=0.0, strict=True)
+    check_int("steps", cfg.steps)
+    check_int("saves", cfg.saves, low=2)
     if cfg.saves > cfg.steps + 1:
         raise ConfigError(f"saves={cfg.saves} is out of range: need 2 <= saves <= steps + 1")
-    _positive_int("seed", cfg.seed, low=0)
-    _positive_int("depth", cfg.depth)
-    _finite("tau", cfg.tau)
-    _finite("vs_gamma", cfg.vs_gamma)
+    check_int("seed", cfg.seed, low=0)
+    check_int("depth", cfg.depth)
+    check_real("tau", cfg.tau)
+    check_real("vs_gamma", cfg.vs_gamma)
     if not isinstance(cfg.geometry, bool):
         raise ConfigError(f"geometry={cfg.geometry!r} must be true or false")
     validate_flow(cfg)
     validate_reduced(cfg)
     # Shape checks that need the class counts.
-    from .problem import class_counts_of
-
-    k = len(class_counts_of(cfg))
+    k = cfg.num_classes
     if cfg.weights is not None and len(cfg.weights) != k:
         raise ConfigError(f"weights has {len(cfg.weights)} entries but there are {k} classes")
     if cfg.init == "aligned" and cfg.dim < k:
         raise ConfigError(f"dim={cfg.dim} is out of range for init='aligned': need dim >= k = {k}")
-    if cfg.parametrization == "whitened" and cfg.loss != "mse":
+    if PARAMETRIZATIONS[cfg.parametrization].mse_only and cfg.loss != "mse":
         raise ConfigError(
             f"parametrization='whitened' is defined for loss='mse' only, got loss={cfg.loss!r}"
         )
@@ -225,13 +297,11 @@ def validate(cfg: Config) -> None:
 
 def validate_flow(cfg: Config) -> None:
     """The gradient-flow options (they need ``method='flow'``, except the solver defaults)."""
-    _choice("solver", cfg.solver, SOLVERS)
-    _choice("adjoint", cfg.adjoint, ADJOINTS)
-    _finite("rtol", cfg.rtol, low=0.0, strict=True)
-    _finite("atol", cfg.atol, low=0.0, strict=True)
-    _positive_int("max_steps", cfg.max_steps)
+    check_real("rtol", cfg.rtol, low=0.0, strict=True)
+    check_real("atol", cfg.atol, low=0.0, strict=True)
+    check_int("max_steps", cfg.max_steps)
     if cfg.t1 is not None:
-        _finite("t1", cfg.t1, low=0.0, strict=True)
+        check_real("t1", cfg.t1, low=0.0, strict=True)
         if cfg.method != "flow":
             raise ConfigError(f"t1={cfg.t1!r} is used by method='flow' only; a discrete run "
                               f"(method={cfg.method!r}) ends at t = lr x steps")
@@ -240,7 +310,6 @@ def validate_flow(cfg: Config) -> None:
             raise ConfigError(f"stop_at={cfg.stop_at!r} needs a stop_metric "
                               f"({', '.join(map(repr, STOP_METRICS))})")
         return
-    _choice("stop_metric", cfg.stop_metric, STOP_METRICS)
     if cfg.method != "flow":
         raise ConfigError(f"stop_metric={cfg.stop_metric!r} (early stopping) needs "
                           f"method='flow', got method={cfg.method!r}")
@@ -250,21 +319,31 @@ def validate_flow(cfg: Config) -> None:
     if cfg.stop_at is None:
         raise ConfigError(f"stop_metric={cfg.stop_metric!r} needs a threshold stop_at")
     if cfg.stop_metric == "loss":
-        _finite("stop_at", cfg.stop_at, low=0.0, strict=True)
+        check_real("stop_at", cfg.stop_at, low=0.0, strict=True)
     else:
-        _finite("stop_at", cfg.stop_at, low=0.0, strict=True, high=1.0)
+        check_real("stop_at", cfg.stop_at, low=0.0, strict=True, high=1.0)
 
 
-REDUCED_MODES = ("auto", "on", "off")
+def reduced_why_not(spec) -> str | None:
+    """Why the exact reduced simulator (:mod:`ssm_jax.reduced`) does not apply to a run
+    (a :class:`Config` or :class:`Spec`), None when it does. Read from the registries: the
+    loss, the parametrisation and the method must each declare ``reducible``."""
+    for registry, name in ((LOSSES, spec.loss), (PARAMETRIZATIONS, spec.parametrization),
+                           (METHODS, spec.method)):
+        if not registry[name].reducible:
+            allowed = [n for n in registry.names() if registry[n].reducible]
+            need = (f"{registry.option}={allowed[0]!r}" if len(allowed) == 1 else
+                    f"one of {', '.join(map(repr, allowed))}")
+            return f"{registry.option}={name!r} (it needs {need})"
+    if spec.depth != 1:
+        return f"depth={spec.depth} (it needs depth=1)"
+    return None
 
 
 def validate_reduced(cfg: Config) -> None:
     """``reduced``: 'auto' (use the exact reduced simulator where it applies and is cheaper),
     'on' (always; an error where it does not apply) or 'off'."""
-    _choice("reduced", cfg.reduced, REDUCED_MODES)
     if cfg.reduced == "on":
-        from .reduced import why_not
-
-        reason = why_not(cfg)
+        reason = reduced_why_not(cfg)
         if reason is not None:
             raise ConfigError(f"reduced='on' does not apply to {reason}")

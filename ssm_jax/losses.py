@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from .config import LOSSES, ConfigError
+from .registry import LOSSES, ConfigError, Loss
 
 # Reductions over the class axis (axis 0 of a k x n array) with at most this many classes
 # are written as k - 1 elementwise operations on rows. XLA on a CPU emits a reduction over
@@ -90,28 +90,36 @@ def vs_parameters(counts: Float[Array, " k"], tau, vs_gamma) -> tuple[Array, Arr
     return multiplicative, additive
 
 
-PER_EXAMPLE = {"mse": squared, "ce": cross_entropy}
-LOGIT_ADJUSTED = ("la", "vs")  # losses that need the class counts (priors)
+def _make_logit_adjusted(counts, tau, vs_gamma):
+    priors = jnp.asarray(counts) / jnp.sum(counts)
+    return lambda outputs, onehot: logit_adjusted(outputs, onehot, priors, tau)
+
+
+def _make_vector_scaling(counts, tau, vs_gamma):
+    multiplicative, additive = vs_parameters(counts, tau, vs_gamma)
+    return lambda outputs, onehot: vector_scaling(outputs, onehot, multiplicative, additive)
+
+
+# The registry of training losses (ssm_jax.registry.LOSSES), in command-line order.
+LOSSES.register(Loss("mse", "squared loss 1/2 ||z - y||^2",
+                     make=lambda counts, tau, vs_gamma: squared, reducible=True))
+LOSSES.register(Loss("ce", "softmax cross-entropy",
+                     make=lambda counts, tau, vs_gamma: cross_entropy))
+LOSSES.register(Loss("la", "logit-adjusted cross-entropy (Menon et al. 2021)",
+                     make=_make_logit_adjusted, needs_priors=True, uses=("tau",)))
+LOSSES.register(Loss("vs", "vector-scaling cross-entropy (Kini et al. 2021)",
+                     make=_make_vector_scaling, needs_priors=True, uses=("tau", "vs_gamma")))
 
 
 def per_example(loss: str, counts: Float[Array, " k"] | None = None, tau=1.0, vs_gamma=0.0):
-    """The per-example loss ``(outputs, onehot) -> (n,)`` of a loss name.
+    """The per-example loss ``(outputs, onehot) -> (n,)`` of a registered loss name.
 
-    ``la`` and ``vs`` depend on the class priors, so they need ``counts`` (k,) (``tau`` and
-    ``vs_gamma`` may be traced); ``mse`` and ``ce`` ignore the extra arguments."""
-    if loss in PER_EXAMPLE:
-        return PER_EXAMPLE[loss]
-    if loss in LOGIT_ADJUSTED:
-        if counts is None:
-            raise ConfigError(f"loss={loss!r} needs the class counts (its priors)")
-        if loss == "la":
-            priors = jnp.asarray(counts) / jnp.sum(counts)
-            return lambda outputs, onehot: logit_adjusted(outputs, onehot, priors, tau)
-        multiplicative, additive = vs_parameters(counts, tau, vs_gamma)
-        return lambda outputs, onehot: vector_scaling(outputs, onehot, multiplicative, additive)
-    raise ConfigError(
-        f"loss={loss!r} is not one of {', '.join(map(repr, LOSSES))}"
-    )
+    Losses that read the class priors (``needs_priors``: ``la``, ``vs``) need ``counts``
+    (k,) (``tau`` and ``vs_gamma`` may be traced); the others ignore the extra arguments."""
+    entry = LOSSES[loss]
+    if entry.needs_priors and counts is None:
+        raise ConfigError(f"loss={loss!r} needs the class counts (its priors)")
+    return entry.make(counts, tau, vs_gamma)
 
 
 def weighted_mean(values: Float[Array, " n"], example_weights: Float[Array, " n"],

@@ -19,8 +19,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .config import PARAMETRIZATIONS, ConfigError
 from .problem import Problem
+from .registry import PARAMETRIZATIONS, ConfigError, Parametrization
 
 Params = dict[str, Array]
 
@@ -32,19 +32,27 @@ def example_weights(problem: Problem, omega: Float[Array, " k"]) -> Float[Array,
 
 def features(params: Params, problem: Problem, omega: Float[Array, " k"],
              parametrization: str) -> Float[Array, "d n"]:
-    """Per-example features H (d x n_pad) for any parametrisation."""
-    if parametrization == "sample":
-        return params["H"]
-    if parametrization == "class":
-        return params["H"][:, problem.labels]
-    if parametrization == "whitened":
-        root = jnp.sqrt(omega[problem.labels])
-        # A class of weight zero has no loss, so its features are simply G.
-        return params["H"] / jnp.where(root > 0, root, 1.0)
-    raise ConfigError(
-        f"parametrization={parametrization!r} is not one of "
-        f"{', '.join(map(repr, PARAMETRIZATIONS))}"
-    )
+    """Per-example features H (d x n_pad) for any registered parametrisation."""
+    return PARAMETRIZATIONS[parametrization].features(params, problem, omega)
+
+
+def _whitened_features(params: Params, problem: Problem, omega):
+    root = jnp.sqrt(omega[problem.labels])
+    # A class of weight zero has no loss, so its features are simply G.
+    return params["H"] / jnp.where(root > 0, root, 1.0)
+
+
+# The registry of parametrisations (ssm_jax.registry.PARAMETRIZATIONS), in command-line
+# order: how the trained feature variable gives the per-example features H.
+PARAMETRIZATIONS.register(Parametrization(
+    "sample", "one free feature column per example (the UFM)",
+    features=lambda params, problem, omega: params["H"], reducible=True))
+PARAMETRIZATIONS.register(Parametrization(
+    "class", "one shared feature column per class",
+    features=lambda params, problem, omega: params["H"][:, problem.labels], per_class=True))
+PARAMETRIZATIONS.register(Parametrization(
+    "whitened", "train G = H Omega^(1/2) (a reparametrised target)",
+    features=_whitened_features, reducible=True, mse_only=True))
 
 
 def penultimate(params: Params, feats: Float[Array, "d n"]) -> Float[Array, "d n"]:
@@ -65,7 +73,8 @@ def outputs(params: Params, feats: Float[Array, "d n"]) -> Float[Array, "k n"]:
 
 def feature_columns(parametrization: str, problem: Problem) -> int:
     """Number of columns of the trained feature variable."""
-    return problem.num_classes if parametrization == "class" else problem.labels.shape[-1]
+    per_class = PARAMETRIZATIONS[parametrization].per_class
+    return problem.num_classes if per_class else problem.labels.shape[-1]
 
 
 def init_gaussian(key: PRNGKeyArray, problem: Problem, dim: int, scale, parametrization: str,

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-from .config import Config, ConfigError
+from .registry import PROFILES, ConfigError, Profile
 
 
 def step_counts(k_major: int, k_minor: int, n_major: int, ratio: float) -> tuple[int, ...]:
@@ -36,31 +36,60 @@ def longtail_counts(k: int, n_max: int, ratio: float) -> tuple[int, ...]:
     return tuple(max(1, round(n_max * ratio ** (-c / (k - 1)))) for c in range(k))
 
 
-def class_counts_of(cfg: Config) -> tuple[int, ...]:
+def _step_continuous(cfg, ratio):
+    major = jnp.full((cfg.k_major,), float(cfg.n_major))
+    minor = jnp.full((cfg.k_minor,), 1.0) * (cfg.n_major / jnp.asarray(ratio, dtype=float))
+    return jnp.concatenate([major, minor])
+
+
+def _longtail_continuous(cfg, ratio):
+    k = cfg.k_major + cfg.k_minor
+    c = jnp.arange(k)
+    return cfg.n_major * jnp.asarray(ratio, dtype=float) ** (-c / (k - 1))
+
+
+def _groups_of_keys(keys) -> tuple[int, ...] | None:
+    """Group ids (0, 1, ... in order of first appearance) of classes with equal keys; None
+    when no two classes share a key."""
+    first: dict = {}
+    groups = tuple(first.setdefault(key, len(first)) for key in keys)
+    return None if len(first) == len(groups) else groups
+
+
+# The registry of imbalance profiles (ssm_jax.registry.PROFILES), in command-line order.
+PROFILES.register(Profile(
+    "step", "k_major classes of n_major examples, k_minor of n_major / ratio",
+    counts=lambda cfg: step_counts(cfg.k_major, cfg.k_minor, cfg.n_major, cfg.ratio),
+    continuous=_step_continuous,
+    groups=lambda cfg: _groups_of_keys((0,) * cfg.k_major + (1,) * cfg.k_minor)))
+PROFILES.register(Profile(
+    "longtail", "counts decaying geometrically from n_major to n_major / ratio",
+    counts=lambda cfg: longtail_counts(cfg.k_major + cfg.k_minor, cfg.n_major, cfg.ratio),
+    continuous=_longtail_continuous))
+PROFILES.register(Profile(
+    "counts", "explicit class counts",
+    counts=lambda cfg: tuple(int(c) for c in cfg.counts),
+    continuous=lambda cfg, ratio: jnp.asarray(cfg.counts, dtype=float),
+    groups=lambda cfg: _groups_of_keys(tuple(cfg.counts))))
+
+
+def profile_of(cfg):
+    """The profile entry of a configuration (explicit ``counts`` win over the profile)."""
+    return PROFILES["counts" if cfg.counts is not None else cfg.profile]
+
+
+def class_counts_of(cfg) -> tuple[int, ...]:
     """Integer class counts of a configuration (explicit ``counts`` win over the profile)."""
-    if cfg.counts is not None:
-        return tuple(int(c) for c in cfg.counts)
-    if cfg.profile == "longtail":
-        return longtail_counts(cfg.k_major + cfg.k_minor, cfg.n_major, cfg.ratio)
-    return step_counts(cfg.k_major, cfg.k_minor, cfg.n_major, cfg.ratio)
+    return profile_of(cfg).counts(cfg)
 
 
-def continuous_counts(cfg: Config, ratio: Float[Array, ""] | float | None = None
+def continuous_counts(cfg, ratio: Float[Array, ""] | float | None = None
                       ) -> Float[Array, " k"]:
     """Class counts as a smooth function of ``ratio`` (no rounding), for gradients in ratio.
 
     Equal to :func:`class_counts_of` up to rounding; explicit counts are returned as floats.
     """
-    ratio = cfg.ratio if ratio is None else ratio
-    if cfg.counts is not None:
-        return jnp.asarray(cfg.counts, dtype=float)
-    if cfg.profile == "longtail":
-        k = cfg.k_major + cfg.k_minor
-        c = jnp.arange(k)
-        return cfg.n_major * jnp.asarray(ratio, dtype=float) ** (-c / (k - 1))
-    major = jnp.full((cfg.k_major,), float(cfg.n_major))
-    minor = jnp.full((cfg.k_minor,), 1.0) * (cfg.n_major / jnp.asarray(ratio, dtype=float))
-    return jnp.concatenate([major, minor])
+    return profile_of(cfg).continuous(cfg, cfg.ratio if ratio is None else ratio)
 
 
 class Problem(NamedTuple):

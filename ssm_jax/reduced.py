@@ -61,13 +61,11 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from . import losses, metrics
-from .config import ConfigError
+from .config import REDUCED_MODES, ConfigError, reduced_why_not
 from .dynamics import discrete
-from .problem import Problem
+from .problem import Problem, profile_of
 
-MODES = ("auto", "on", "off")
-METHODS = ("gd", "momentum", "flow")
-PARAMETRIZATIONS = ("sample", "whitened")
+MODES = REDUCED_MODES
 
 # "auto" uses the reduced simulator when its estimated cost per step, times this margin
 # (for its smaller matrix products and the per-save reconstruction), is below the
@@ -75,18 +73,7 @@ PARAMETRIZATIONS = ("sample", "whitened")
 AUTO_MARGIN = 2.0
 
 
-def why_not(spec) -> str | None:
-    """Why the reduced simulator does not apply to ``spec`` (None when it does)."""
-    if spec.loss != "mse":
-        return f"loss={spec.loss!r} (it needs loss='mse')"
-    if spec.parametrization not in PARAMETRIZATIONS:
-        return (f"parametrization={spec.parametrization!r} (it needs one of "
-                f"{', '.join(map(repr, PARAMETRIZATIONS))})")
-    if spec.method not in METHODS:
-        return f"method={spec.method!r} (it needs one of {', '.join(map(repr, METHODS))})"
-    if getattr(spec, "depth", 1) != 1:
-        return f"depth={spec.depth} (it needs depth=1)"
-    return None
+why_not = reduced_why_not  # the loss, parametrisation and method declare ``reducible``
 
 
 def class_groups_of(cfg) -> tuple[int, ...] | None:
@@ -98,20 +85,12 @@ def class_groups_of(cfg) -> tuple[int, ...] | None:
     Group ids are 0, 1, ... in order of first appearance."""
     if cfg.weighting == "explicit":
         return None
-    if cfg.counts is not None:
-        keys = tuple(cfg.counts)
-    elif cfg.profile == "step":
-        keys = (0,) * cfg.k_major + (1,) * cfg.k_minor
-    else:
-        return None
-    first: dict = {}
-    groups = tuple(first.setdefault(key, len(first)) for key in keys)
-    return None if len(first) == len(groups) else groups
+    return profile_of(cfg).groups(cfg)
 
 
 def groups_of(spec, k: int) -> np.ndarray:
     """Group id of each class (k,), static: ``spec.class_groups`` or one group per class."""
-    groups = getattr(spec, "class_groups", None)
+    groups = spec.class_groups
     if groups is None:
         return np.arange(k)
     if len(groups) != k:
@@ -135,7 +114,7 @@ def flops_per_step(k: int, d: int, n: int, reduced: bool, groups: int | None = N
 def use_reduced(spec, problem: Problem) -> bool:
     """Whether :func:`ssm_jax.simulate.trajectory` takes the reduced path (static decision
     on ``spec.reduced`` and the shapes k, d, n_pad)."""
-    mode = getattr(spec, "reduced", "auto")
+    mode = spec.reduced
     if mode == "off":
         return False
     reason = why_not(spec)
@@ -434,7 +413,7 @@ def observe_fn(spec, problem: Problem, numeric, omega, constants, full_observe):
     and passed to ``full_observe`` (the per-example observer)."""
     objective = objective_fn(spec, problem, numeric, omega, constants)
     per_example = losses.per_example(spec.loss)
-    if spec.keep_params or getattr(spec, "geometry", False):
+    if spec.keep_params or spec.geometry:
         return lambda state: full_observe(full_params(spec, state, problem, constants))
 
     def record(state):
@@ -478,7 +457,7 @@ def reduce(spec, problem: Problem, numeric, omega, params0, full_observe):
     return state0, objective, observe
 
 
-__all__ = ["MODES", "METHODS", "why_not", "class_groups_of", "groups_of", "num_groups",
+__all__ = ["MODES", "why_not", "class_groups_of", "groups_of", "num_groups",
            "flops_per_step", "use_reduced", "reduce", "reduce_params", "objective_fn",
            "objective_parts",
            "observe_fn", "outputs", "output_parts", "outputs_of", "design", "save_block",

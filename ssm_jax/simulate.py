@@ -11,7 +11,6 @@ code and fixes shapes; ``problem`` (:class:`~ssm_jax.problem.Problem`) and ``num
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -23,56 +22,11 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from . import losses, metrics, model, reduced
-from .config import Config
+from .config import OPTIONS, Config, Numeric, Spec
 from .dynamics import discrete, flow
 from .problem import Problem, class_counts_of, make_problem
+from .registry import METHODS
 from .weights import class_weights
-
-
-@dataclass(frozen=True)
-class Spec:
-    """The static part of a run: it selects code and fixes array shapes (jit static arg)."""
-
-    loss: str = "mse"
-    parametrization: str = "sample"
-    bias: bool = False
-    weighting: str = "erm"
-    init: str = "gaussian"
-    method: str = "gd"
-    dim: int = 32
-    steps: int = 300
-    saves: int = 101
-    keep_params: bool = False
-    remat: bool = False
-    depth: int = 1  # deep linear UFM: L-1 inner d x d layers (docs/beyond.md)
-    geometry: bool = False  # record neural-collapse geometry (ssm_jax.geometry)
-    # Gradient flow (method "flow", ssm_jax.dynamics.flow).
-    solver: str = "tsit5"
-    rtol: float = 1e-5
-    atol: float = 1e-8
-    max_steps: int = 100_000
-    adjoint: str = "recursive"
-    stop_metric: str | None = None
-    stop_at: float | None = None
-    reduced: str = "auto"  # exact reduced simulator for squared loss (ssm_jax.reduced)
-    # Classes that always share count and weight (same id), so the reduced simulator may
-    # pool their within-class state; None: every class on its own (always exact).
-    class_groups: tuple[int, ...] | None = None
-
-
-class Numeric(NamedTuple):
-    """The numeric part of a run: arrays that ``vmap`` and ``grad`` can see."""
-
-    gamma: Array
-    beta: Array
-    weights: Array  # explicit per-class weights (k,), used when weighting == "explicit"
-    lr: Array
-    momentum: Array
-    weight_decay: Array
-    init_scale: Array
-    tau: Array = 1.0  # logit adjustment strength (loss la / vs, post-hoc metric)
-    vs_gamma: Array = 0.2  # VS-loss exponent: Delta_c = (n_c / n_max)^vs_gamma
-    t1: Array | None = None  # gradient-flow end time; None: lr x steps
 
 
 class Trajectory(NamedTuple):
@@ -96,10 +50,21 @@ class Trajectory(NamedTuple):
 
 
 def spec_of(cfg: Config) -> Spec:
-    """The static :class:`Spec` of a configuration."""
-    names = {f.name for f in dataclasses.fields(Spec)}
-    return Spec(**{name: getattr(cfg, name) for name in names if hasattr(cfg, name)},
-                class_groups=reduced.class_groups_of(cfg))
+    """The static :class:`~ssm_jax.config.Spec` of a configuration: its static options,
+    and the classes the reduced simulator may pool."""
+    static = {name: getattr(cfg, name) for name, opt in OPTIONS.items() if opt.kind == "static"}
+    return Spec(**static, class_groups=reduced.class_groups_of(cfg))
+
+
+def traced_values(cfg: Config) -> dict:
+    """The values of the traced options of a configuration, with the defaults that need the
+    rest of it: explicit weights default to ones (k,), ``t1`` to ``lr x steps``."""
+    values = {name: getattr(cfg, name) for name in Numeric._fields}
+    if values["weights"] is None:
+        values["weights"] = (1.0,) * cfg.num_classes
+    if values["t1"] is None:
+        values["t1"] = cfg.lr * cfg.steps
+    return values
 
 
 def numeric_of(cfg: Config, dtype=None, *, host: bool = False) -> Numeric:
@@ -107,22 +72,9 @@ def numeric_of(cfg: Config, dtype=None, *, host: bool = False) -> Numeric:
     JAX arrays, or numpy arrays with ``host`` (no device dispatch, for batching many runs
     on the host as sweeps do)."""
     dtype = dtype or jax.dtypes.canonicalize_dtype(np.float64)
-    k = len(class_counts_of(cfg))
-    explicit = cfg.weights if cfg.weights is not None else (1.0,) * k
     xp = np if host else jnp
-    scalar = lambda v: xp.asarray(v, dtype)  # noqa: E731
-    return Numeric(
-        gamma=scalar(cfg.gamma),
-        beta=scalar(cfg.beta),
-        weights=scalar(explicit),
-        lr=scalar(cfg.lr),
-        momentum=scalar(cfg.momentum),
-        weight_decay=scalar(cfg.weight_decay),
-        init_scale=scalar(cfg.init_scale),
-        tau=scalar(cfg.tau),
-        vs_gamma=scalar(cfg.vs_gamma),
-        t1=scalar(cfg.lr * cfg.steps if cfg.t1 is None else cfg.t1),
-    )
+    return Numeric(**{name: xp.asarray(value, dtype)
+                      for name, value in traced_values(cfg).items()})
 
 
 def problem_of(cfg: Config, n_pad: int | None = None) -> Problem:
@@ -139,12 +91,11 @@ def omega_of(spec: Spec, problem: Problem, numeric: Numeric) -> Float[Array, " k
 def initial_params(spec: Spec, problem: Problem, numeric: Numeric, omega, key: PRNGKeyArray):
     """Initial parameters for ``spec.init`` (gaussian std or aligned z0 = ``init_scale``)."""
     dtype = numeric.lr.dtype
-    depth = getattr(spec, "depth", 1)
     if spec.init == "aligned":
         return model.init_aligned(key, problem, spec.dim, numeric.init_scale, omega,
-                                  spec.parametrization, spec.bias, dtype, depth=depth)
+                                  spec.parametrization, spec.bias, dtype, depth=spec.depth)
     return model.init_gaussian(key, problem, spec.dim, numeric.init_scale, spec.parametrization,
-                               spec.bias, dtype, depth=depth)
+                               spec.bias, dtype, depth=spec.depth)
 
 
 def per_example_loss(spec: Spec, problem: Problem, numeric: Numeric):
@@ -187,7 +138,7 @@ def observe_fn(spec: Spec, problem: Problem, numeric: Numeric, omega):
         seen = metrics.snapshot(outputs, problem, per_example)
         seen["posthoc_per_class_accuracy"] = metrics.posthoc_accuracy(outputs, problem,
                                                                       numeric.tau)
-        if getattr(spec, "geometry", False):
+        if spec.geometry:
             from . import geometry
 
             seen["geometry"] = geometry.snapshot(params, feats, problem)
@@ -230,7 +181,7 @@ def trajectory(spec: Spec, problem: Problem, numeric: Numeric, key: PRNGKeyArray
     if reduced.use_reduced(spec, problem):  # same run, O(G k d^2) per step (docs/performance.md)
         params0, objective, observe = reduced.reduce(spec, problem, numeric, omega, params0,
                                                      observe)
-    if spec.method == "flow":
+    if METHODS[spec.method].is_flow:
         scalar = lambda p: objective(p)[0]  # noqa: E731
         seen, t, diverged_step, stats = flow_run(spec, numeric, scalar, observe, params0)
         return finish(spec, t, seen, omega, diverged_step)._replace(flow=stats)

@@ -50,8 +50,9 @@ from typing import Any
 import jax
 import numpy as np
 
-from .config import Config, ConfigError
+from .config import OPTIONS, Config, ConfigError
 from .problem import class_counts_of, make_problem
+from .registry import METHODS, SOLVERS
 from .simulate import Spec, numeric_of, spec_of, trajectory
 
 FORMAT_VERSION = 1
@@ -88,32 +89,21 @@ RENAMED = {"status": "solver_status"}
 
 
 def _option_table() -> dict:
-    from .cli import SIMULATE_OPTIONS
-
-    return {opt.field: opt for opt in SIMULATE_OPTIONS}
-
-
-def _tuple_valued(opt) -> bool:
-    """Options whose single value is already a list (``counts``, ``weights``)."""
-    if isinstance(opt.default, tuple):
-        return True
-    try:
-        return isinstance(opt.type("1"), tuple)
-    except Exception:  # noqa: BLE001 - a parser that rejects "1" is not tuple-valued
-        return False
+    """The run options a sweep or a TOML file may set (every shared, valued option)."""
+    return {name: opt for name, opt in OPTIONS.items() if opt.shared and not opt.switch}
 
 
 def sweepable_fields() -> list[str]:
     """Config fields a sweep may list several values for, in dimension order.
 
-    Every ``simulate`` option except the list-valued ones (``counts``, ``weights``). Static
-    (code/shape) options come first, then numeric ones, with ``seed`` last, so each compiled
-    group is a contiguous block of the Cartesian product."""
-    table = _option_table()
-    fields = [f for f, opt in table.items() if not _tuple_valued(opt)]
-    static = [f for f in fields if not table[f].numeric]
-    numeric = [f for f in fields if table[f].numeric and f != "seed"]
-    return static + numeric + (["seed"] if "seed" in fields else [])
+    Every option declared ``sweepable`` (all but the list-valued ``counts`` and
+    ``weights``). Options that split compiled groups come first, then the batched ones
+    (vmapped in one program), with ``seed`` last, so each compiled group is a contiguous
+    block of the Cartesian product."""
+    fields = [name for name, opt in OPTIONS.items() if opt.sweepable]
+    static = [f for f in fields if not OPTIONS[f].is_batched]
+    batched = [f for f in fields if OPTIONS[f].is_batched and f != "seed"]
+    return static + batched + (["seed"] if "seed" in fields else [])
 
 
 def dim_name(field: str) -> str:
@@ -228,21 +218,6 @@ def make_sweep(base: Config | Mapping[str, Any] | None = None,
     return Sweep(base=base, axes=ordered)
 
 
-def _convert(opt, value):
-    """One value of an option from the command line (text) or a TOML file (typed)."""
-    if isinstance(value, str):
-        try:
-            value = opt.type(value.strip())
-        except (ValueError, TypeError) as err:
-            raise ConfigError(f"{opt.field}={value!r} is not a valid value: {err}") from None
-    elif opt.type is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if opt.choices is not None and value not in opt.choices:
-        raise ConfigError(f"{opt.field}={value!r} is not one of "
-                          f"{', '.join(map(repr, opt.choices))}")
-    return value
-
-
 def sweep_from_options(options: Mapping[str, Any], *, x64: bool = False) -> Sweep:
     """A :class:`Sweep` from option values as given on the command line or in TOML.
 
@@ -274,9 +249,7 @@ def sweep_from_options(options: Mapping[str, Any], *, x64: bool = False) -> Swee
                               f"{', '.join(sorted(table))}, seeds, x64")
         opt = table[field]
         if field not in sweepable:
-            if isinstance(value, list):
-                value = tuple(value)
-            base[field] = opt.type(value) if isinstance(value, str) else value
+            base[field] = opt.convert(value)
             continue
         if isinstance(value, str):
             values = [v for v in value.split(",")]
@@ -284,7 +257,7 @@ def sweep_from_options(options: Mapping[str, Any], *, x64: bool = False) -> Swee
             values = list(value)
         else:
             values = [value]
-        axes[field] = [_convert(opt, v) for v in values]
+        axes[field] = [opt.convert(v) for v in values]
     if base.get("counts") is not None and base.get("profile", "step") == "step":
         base["profile"] = "counts"
     try:
@@ -365,7 +338,7 @@ def estimate_run_bytes(spec: Spec, num_classes: int, n_pad: int, x64: bool = Fal
     k, d, n = num_classes, spec.dim, n_pad
     m = k if spec.parametrization == "class" else n
     params = k * d + d * m + (k if spec.bias else 0)
-    slots = {"momentum": 1, "adam": 2}.get(spec.method, 0)
+    slots = METHODS[spec.method].slots
     per_example = 4 * k * n + 2 * d * n + 4 * n
     saved = spec.saves * (3 * k + 2) + 3 * k + 2
     if spec.keep_params:
@@ -413,7 +386,7 @@ def run_flops(spec: Spec, num_classes: int, n: int) -> float:
     use = reduced.use_reduced(spec, problem)
     groups = reduced.num_groups(spec, num_classes) if use else None
     per_step = reduced.flops_per_step(num_classes, spec.dim, n, use, groups)
-    return float(spec.steps) * per_step * getattr(spec, "depth", 1)
+    return float(spec.steps) * per_step * spec.depth
 
 
 def buckets_of(ns: Sequence[int], chunk_size: int, cost: Callable[[int], float],
@@ -636,8 +609,9 @@ def uses_lapack(spec: Spec) -> bool:
     optimisers, and the linear solves of the implicit flow solver. Batched, these kernels
     wait on the CPU thread pool that several host devices share, which can stall; sweeps
     run such groups on one CPU device (the reduced simulator has its own Cholesky)."""
-    return (spec.init == "aligned" or bool(spec.geometry) or spec.method in ("specgd", "muon")
-            or (spec.method == "flow" and spec.solver == "kvaerno5"))
+    method = METHODS[spec.method]
+    return (spec.init == "aligned" or bool(spec.geometry) or method.lapack
+            or (method.is_flow and SOLVERS[spec.solver].implicit))
 
 
 def run_sharding(devices: Sequence | None = None):

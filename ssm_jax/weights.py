@@ -17,7 +17,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from .config import WEIGHTINGS, ConfigError
+from .registry import WEIGHTINGS, ConfigError, Weighting
 
 
 def normalise(raw: Float[Array, " k"], counts: Float[Array, " k"]) -> Float[Array, " k"]:
@@ -53,14 +53,26 @@ def class_weights(
     if not jnp.issubdtype(counts.dtype, jnp.floating):
         # Integer counts would cast gamma to an integer (n_c ** -0 for gamma = 1/2).
         counts = counts.astype(jnp.result_type(float))
-    if weighting == "erm":
-        return jnp.ones_like(counts)
-    if weighting == "power":
-        return power_law(counts, gamma)
-    if weighting == "effective":
-        return effective_number(counts, beta)
-    if weighting == "explicit":
-        if explicit is None:
-            raise ConfigError("weighting='explicit' needs explicit weights")
-        return normalise(jnp.asarray(explicit, dtype=counts.dtype), counts)
-    raise ConfigError(f"weighting={weighting!r} is not one of {', '.join(map(repr, WEIGHTINGS))}")
+    return WEIGHTINGS[weighting].weights(counts, gamma, beta, explicit)
+
+
+def _explicit(counts, gamma, beta, explicit):
+    if explicit is None:
+        raise ConfigError("weighting='explicit' needs explicit weights")
+    return normalise(jnp.asarray(explicit, dtype=counts.dtype), counts)
+
+
+# The registry of weightings (ssm_jax.registry.WEIGHTINGS), in command-line order. Each
+# returns normalised weights (normalising is idempotent, so ERM's ones need nothing).
+WEIGHTINGS.register(Weighting(
+    "erm", "every weight 1 (empirical risk minimisation)",
+    weights=lambda counts, gamma, beta, explicit: jnp.ones_like(counts)))
+WEIGHTINGS.register(Weighting(
+    "power", "w_c ∝ n_c^-gamma",
+    weights=lambda counts, gamma, beta, explicit: power_law(counts, gamma), uses=("gamma",)))
+WEIGHTINGS.register(Weighting(
+    "effective", "inverse effective number (Cui et al. 2019)",
+    weights=lambda counts, gamma, beta, explicit: effective_number(counts, beta),
+    uses=("beta",)))
+WEIGHTINGS.register(Weighting("explicit", "given weights, normalised", weights=_explicit,
+                              uses=("weights",)))

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 
 from .. import meta
-from ..cli import EXIT_DIVERGED, SIMULATE_OPTIONS, add_simulate_options, config_from_args
+from ..cli import EXIT_DIVERGED, add_simulate_options, config_from_args
 from ..simulate import to_json_value, write_json
 
 
@@ -16,13 +16,9 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def add_meta_options(parser) -> None:
-    """``--objective``, ``--t1`` (unless ``simulate`` already has it), ``--temperature``."""
+    """``--objective`` and ``--temperature`` (the stopping time is the run option --t1)."""
     parser.add_argument("--objective", default="balanced_loss", choices=meta.OBJECTIVES,
                         help="scalar of the run at time T (default: balanced_loss)")
-    if not any(opt.field == "t1" for opt in SIMULATE_OPTIONS):
-        parser.add_argument("--t1", type=float, default=None, metavar="T",
-                            help="stopping time T = lr x steps (sets steps = T / lr; "
-                            "default: lr x steps)")
     parser.add_argument("--temperature", type=float, default=meta.DEFAULT_TEMPERATURE,
                         help="temperature of the balanced_accuracy surrogate "
                         f"(default: {meta.DEFAULT_TEMPERATURE})")

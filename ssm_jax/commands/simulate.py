@@ -6,7 +6,8 @@ import sys
 
 import numpy as np
 
-from ..cli import EXIT_DIVERGED, add_simulate_options, config_from_args
+from ..cli import EXIT_DIVERGED, add_option, add_simulate_options, config_from_args
+from ..config import OPTIONS
 from ..simulate import flow_json, simulate, write_json
 
 
@@ -17,8 +18,7 @@ def register(sub) -> None:
         "learning times. Time is t = lr x step.",
     )
     add_simulate_options(parser)
-    parser.add_argument("--keep-params", dest="keep_params", action="store_true",
-                        help="also save W, H (and b) at every save point")
+    add_option(parser, OPTIONS["keep_params"])
     parser.add_argument("--json", metavar="PATH", help="write the full results as JSON")
     parser.set_defaults(handler=run)
 

@@ -28,8 +28,8 @@ def register(sub) -> None:
     for opt in SIMULATE_OPTIONS:
         default = opt.default
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-        mark = " [list]" if opt.field in sweepable else ""
-        group.add_argument(opt.flag, dest=opt.field, default=None, metavar="VALUE",
+        mark = " [list]" if opt.name in sweepable else ""
+        group.add_argument(opt.flag, dest=opt.name, default=None, metavar="VALUE",
                            help=f"{opt.help}{mark} (default: {shown})")
     group.add_argument("--seeds", type=int, default=None, metavar="N",
                        help="sweep over seeds 0..N-1 (instead of --seed)")
@@ -75,10 +75,10 @@ def options_of(args) -> dict:
     if args.seed is not None and args.seeds is not None:
         raise ConfigError("give either --seed (a value or a list) or --seeds N, not both")
     for opt in SIMULATE_OPTIONS:
-        given = getattr(args, opt.field)
+        given = getattr(args, opt.name)
         if given is not None:
             values.pop(opt.flag.lstrip("-"), None)
-            values[opt.field] = given
+            values[opt.name] = given
     if args.seed is not None:
         values.pop("seeds", None)
     if args.seeds is not None:

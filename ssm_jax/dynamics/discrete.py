@@ -17,22 +17,40 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ..config import METHODS, ConfigError
+from ..registry import METHODS, Method
+
+
+def _spectral(name: str):
+    """A spectral optimiser of :mod:`ssm_jax.spectral` (imported when first used)."""
+
+    def make(lr, momentum):
+        from .. import spectral
+
+        return spectral.spectral_gd(lr) if name == "specgd" else spectral.muon(lr, momentum)
+
+    return make
+
+
+# The registry of discrete methods (ssm_jax.registry.METHODS; gradient flow registers in
+# ssm_jax.dynamics.flow), in command-line order.
+METHODS.register(Method("gd", "plain gradient descent", make=lambda lr, momentum: optax.sgd(lr),
+                        reducible=True))
+METHODS.register(Method("momentum", "heavy-ball momentum",
+                        make=lambda lr, momentum: optax.sgd(lr, momentum=momentum), slots=1,
+                        reducible=True, uses=("momentum",)))
+METHODS.register(Method("adam", "Adam", make=lambda lr, momentum: optax.adam(lr), slots=2))
+METHODS.register(Method("specgd", "spectral gradient descent (orthogonalised updates)",
+                        make=_spectral("specgd"), lapack=True))
+METHODS.register(Method("muon", "Muon: momentum, then orthogonalised updates",
+                        make=_spectral("muon"), slots=1, lapack=True, uses=("momentum",)))
 
 
 def optimizer(method: str, lr, momentum=0.9) -> optax.GradientTransformation:
-    """The optax optimiser of a method name (``lr`` and ``momentum`` may be traced)."""
-    if method == "gd":
-        return optax.sgd(lr)
-    if method == "momentum":
-        return optax.sgd(lr, momentum=momentum)
-    if method == "adam":
-        return optax.adam(lr)
-    if method in ("specgd", "muon"):  # spectral optimisers, see ssm_jax/spectral.py
-        from .. import spectral
-
-        return spectral.spectral_gd(lr) if method == "specgd" else spectral.muon(lr, momentum)
-    raise ConfigError(f"method={method!r} is not one of {', '.join(map(repr, METHODS))}")
+    """The optax optimiser of a discrete method name (``lr`` and ``momentum`` may be traced)."""
+    entry = METHODS[method]
+    if entry.is_flow:
+        raise ValueError(f"method={method!r} is solved as a flow, not by an optimiser")
+    return entry.make(lr, momentum)
 
 
 def save_steps(steps: int, saves: int) -> np.ndarray:

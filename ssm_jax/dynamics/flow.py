@@ -48,7 +48,8 @@ import numpy as np
 import optimistix as optx
 from jaxtyping import Array, Float, Int
 
-from ..config import ADJOINTS, SOLVERS, ConfigError
+from ..config import ADJOINTS
+from ..registry import METHODS, SOLVERS, ConfigError, Method, Solver
 from . import discrete
 
 # Solver status codes (``FlowStats.status``) and their names in JSON.
@@ -85,23 +86,28 @@ class FlowStats(NamedTuple):
         return self.status >= MAX_STEPS_REACHED
 
 
+METHODS.register(Method("flow", "gradient flow d(theta)/dt = -grad L, solved by diffrax",
+                        make=None, reducible=True))
+
+# The registry of flow solvers (ssm_jax.registry.SOLVERS), in command-line order.
+SOLVERS.register(Solver("tsit5", "Tsitouras 5(4) explicit Runge-Kutta", make=diffrax.Tsit5))
+SOLVERS.register(Solver("dopri5", "Dormand-Prince 5(4) explicit Runge-Kutta",
+                        make=diffrax.Dopri5))
+SOLVERS.register(Solver("dopri8", "Dormand-Prince 8(7) explicit Runge-Kutta",
+                        make=diffrax.Dopri8))
+SOLVERS.register(Solver("kvaerno5", "Kvaerno 5(4) implicit ESDIRK, for stiff runs",
+                        make=diffrax.Kvaerno5, implicit=True))
+
+
 def solver_of(name: str) -> diffrax.AbstractSolver:
-    """The diffrax solver of a name (see :data:`ssm_jax.config.SOLVERS`)."""
-    solvers = {
-        "tsit5": diffrax.Tsit5,
-        "dopri5": diffrax.Dopri5,
-        "dopri8": diffrax.Dopri8,
-        "kvaerno5": diffrax.Kvaerno5,  # implicit (ESDIRK): for stiff runs
-    }
-    if name not in solvers:
-        raise ConfigError(f"solver={name!r} is not one of {', '.join(map(repr, SOLVERS))}")
-    return solvers[name]()
+    """The diffrax solver of a registered name (:data:`ssm_jax.registry.SOLVERS`)."""
+    return SOLVERS[name].make()
 
 
 def controller_of(name: str, rtol: float, atol: float) -> diffrax.PIDController:
     """Adaptive step-size control. Explicit solvers use the standard integral controller;
-    the implicit solver uses the PI coefficients (0.3, 0.3) diffrax recommends for it."""
-    if name == "kvaerno5":
+    implicit solvers use the PI coefficients (0.3, 0.3) diffrax recommends for them."""
+    if SOLVERS[name].implicit:
         return diffrax.PIDController(rtol=rtol, atol=atol, pcoeff=0.3, icoeff=0.3)
     return diffrax.PIDController(rtol=rtol, atol=atol)
 

@@ -1,0 +1,183 @@
+"""Run options declared once: the metadata every :class:`~ssm_jax.config.Config` field
+carries, and the checks that validate values at the boundary.
+
+Each field of ``Config`` is declared with :func:`option`, which records
+
+* ``kind``: what the value does to the compiled program.
+
+  - ``"static"`` selects code or fixes array shapes (a ``jit`` static argument; it is a
+    field of :class:`~ssm_jax.config.Spec`);
+  - ``"traced"`` is an array inside the program (a field of
+    :class:`~ssm_jax.config.Numeric`), so ``vmap`` (sweeps) and ``grad`` (meta-gradients)
+    see it;
+  - ``"problem"`` sets the class counts (the label arrays of
+    :class:`~ssm_jax.problem.Problem`, padded to a common size in sweeps);
+  - ``"host"`` stays on the host (the PRNG seed, the precision switch).
+
+* ``help``, ``group`` (the section of the command-line help), ``choices`` (a tuple or a
+  :class:`~ssm_jax.registry.Registry`), ``parse`` (command-line text to value),
+* ``batched``: runs that differ only in this option share one compiled program (a sweep
+  vmaps over it), and
+* ``applies``: the setting under which the option has an effect, e.g. ``momentum`` applies
+  only with ``method`` in ``("momentum", "muon")``.
+
+The command-line parsers, the sweep's dimensions, the TOML keys, the static/traced split
+and the command-line reference of the docs are all derived from this one table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+KINDS = ("static", "traced", "problem", "host")
+
+
+class ConfigError(ValueError):
+    """A configuration value is out of its allowed range (the message names both)."""
+
+
+# ---------------------------------------------------------------------------------- checks
+
+
+def check_choice(name: str, value: str, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name}={value!r} is not one of {', '.join(map(repr, allowed))}")
+
+
+def check_real(name: str, value: float, *, low: float | None = None, strict: bool = False,
+               high: float | None = None) -> None:
+    """A finite real number in ``[low, high]`` (``(low, high]`` with ``strict``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name}={value!r} must be a real number")
+    if not math.isfinite(value):
+        raise ConfigError(f"{name}={value!r} must be finite")
+    if low is not None and (value <= low if strict else value < low):
+        op = ">" if strict else ">="
+        rng = f"{name} {op} {low}" + (f" and <= {high}" if high is not None else "")
+        raise ConfigError(f"{name}={value!r} is out of range: need {rng}")
+    if high is not None and value > high:
+        raise ConfigError(f"{name}={value!r} is out of range: need {name} <= {high}")
+
+
+def check_int(name: str, value: object, *, low: int = 1, high: int | None = None) -> None:
+    """An integer in ``[low, high]`` (booleans are not integers here)."""
+    if (isinstance(value, bool) or not isinstance(value, int) or value < low
+            or (high is not None and value > high)):
+        bounds = f">= {low}" + (f" and <= {high}" if high is not None else "")
+        raise ConfigError(f"{name}={value!r} must be an integer {bounds}")
+
+
+# --------------------------------------------------------------------- command-line parsing
+
+
+def parse_floats(text: str) -> tuple[float, ...]:
+    """``"1,2.5"`` -> ``(1.0, 2.5)``."""
+    return tuple(float(v) for v in text.split(","))
+
+
+def parse_ints(text: str) -> tuple[int, ...]:
+    """``"100,10"`` -> ``(100, 10)``."""
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"counts={text!r}: every count must be a positive integer") from None
+
+
+def parse_flag(text: str) -> bool:
+    """``true/false``, ``yes/no``, ``on/off``, ``1/0``."""
+    lowered = text.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{text!r} is not a boolean (true/false)")
+
+
+# ------------------------------------------------------------------------- the declaration
+
+
+@dataclass(frozen=True)
+class Option:
+    """The metadata of one run option (see the module docstring)."""
+
+    default: Any
+    kind: str
+    help: str
+    group: str
+    choices: Any = None  # a tuple of names or a Registry
+    parse: Callable[[str], Any] | None = None
+    batched: bool | None = None
+    applies: tuple[str, tuple[str, ...]] | None = None
+    switch: bool = False  # a command-line switch (--x64) rather than --name VALUE
+    shared: bool = True  # in every run command's parser (keep_params: simulate only)
+    name: str = ""  # filled in by options_of
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def is_batched(self) -> bool:
+        return self.kind == "traced" if self.batched is None else self.batched
+
+    @property
+    def list_valued(self) -> bool:
+        """One value of the option is itself a list (``counts``, ``weights``)."""
+        return self.parse in (parse_ints, parse_floats)
+
+    @property
+    def sweepable(self) -> bool:
+        """A sweep may list several values of it."""
+        return self.shared and not self.switch and not self.list_valued
+
+    def allowed(self) -> tuple[str, ...] | None:
+        """The allowed values of a choice option (a registry is read here)."""
+        if self.choices is None:
+            return None
+        return tuple(self.choices.names() if hasattr(self.choices, "names") else self.choices)
+
+    def convert(self, value: Any) -> Any:
+        """A value from command-line text or a TOML file, as the field's type."""
+        if isinstance(value, str):
+            try:
+                value = self.parse(value.strip())
+            except (ValueError, TypeError) as err:
+                raise ConfigError(f"{self.name}={value!r} is not a valid value: {err}") from None
+        elif self.parse is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        allowed = self.allowed()
+        if allowed is not None and value is not None and value not in allowed:
+            raise ConfigError(f"{self.name}={value!r} is not one of "
+                              f"{', '.join(map(repr, allowed))}")
+        return value
+
+    def describe_applies(self) -> str:
+        """``"method in {momentum, muon}"``, or "" when the option always applies."""
+        if self.applies is None:
+            return ""
+        field, values = self.applies
+        return f"{field} in {{{', '.join(values)}}}"
+
+
+def option(default: Any, kind: str, help: str, *, group: str, **meta) -> Any:
+    """A dataclass field carrying its :class:`Option` metadata."""
+    if kind not in KINDS:
+        raise ValueError(f"kind={kind!r} is not one of {KINDS}")
+    if "parse" not in meta and "choices" in meta:
+        meta["parse"] = str
+    return dataclasses.field(
+        default=default,
+        metadata={"option": Option(default=default, kind=kind, help=help, group=group, **meta)},
+    )
+
+
+def options_of(cls) -> dict[str, Option]:
+    """``{field name: Option}`` of a dataclass declared with :func:`option`, in field order."""
+    return {f.name: dataclasses.replace(f.metadata["option"], name=f.name)
+            for f in dataclasses.fields(cls) if "option" in f.metadata}
