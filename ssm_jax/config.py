@@ -73,8 +73,8 @@ class Config:
     """
 
     loss: str = option("mse", "static", "training loss: squared (mse), cross-entropy (ce), "
-                       "logit-adjusted (la) or VS (vs) cross-entropy", group=LOSS,
-                       choices=LOSSES)
+                       "logit-adjusted (la) or VS (vs) cross-entropy, or focal loss (focal)",
+                       group=LOSS, choices=LOSSES)
     profile: str = option("step", "problem", "imbalance profile", group=IMBALANCE,
                           choices=PROFILES)
     k_major: int = option(5, "problem", "number of majority classes (step profile)",
@@ -134,6 +134,9 @@ class Config:
                         group=LOSS, parse=float)
     vs_gamma: float = option(0.2, "traced", "VS loss: multiplicative Delta_c = (n_c / n_max)"
                              "^vs_gamma", group=LOSS, parse=float, applies=("loss", ("vs",)))
+    focal_gamma: float = option(2.0, "traced", "focal loss exponent: (1 - p_y)^focal_gamma "
+                                "multiplies the cross-entropy (0 = cross-entropy)", group=LOSS,
+                                parse=float, applies=("loss", ("focal",)))
     geometry: bool = option(False, "static", "record neural-collapse geometry (NC1-NC3, "
                             "SELI, norms, angles) at every save point (true/false)",
                             group=OUTPUT, parse=parse_flag)
@@ -279,6 +282,7 @@ def validate(cfg: Config) -> None:
     check_int("depth", cfg.depth)
     check_real("tau", cfg.tau)
     check_real("vs_gamma", cfg.vs_gamma)
+    check_real("focal_gamma", cfg.focal_gamma, low=0.0)
     if not isinstance(cfg.geometry, bool):
         raise ConfigError(f"geometry={cfg.geometry!r} must be true or false")
     validate_flow(cfg)

@@ -81,6 +81,21 @@ def logit_adjusted(outputs: Float[Array, "k n"], onehot: Float[Array, "k n"],
     return cross_entropy(outputs + tau * jnp.log(priors)[:, None], onehot)
 
 
+def focal(outputs: Float[Array, "k n"], onehot: Float[Array, "k n"],
+          focal_gamma) -> Float[Array, " n"]:
+    r"""Per-example focal loss (Lin et al. 2017), cross-entropy down-weighted on examples
+    already fitted:
+
+    .. math:: \ell(z, y) = -(1 - p_y)^{\gamma_f} \log p_y, \qquad p = \mathrm{softmax}(z).
+
+    :math:`\gamma_f = 0` is cross-entropy exactly (value and gradient). ``1 - p_y`` is
+    formed as ``-expm1(-ce)`` (accurate as p_y -> 1) and kept above the smallest normal
+    number, so the factor's derivative stays finite at any :math:`\gamma_f \ge 0`."""
+    ce = cross_entropy(outputs, onehot)
+    unfitted = jnp.maximum(-jnp.expm1(-ce), jnp.finfo(ce.dtype).tiny)
+    return unfitted ** focal_gamma * ce
+
+
 def vs_parameters(counts: Float[Array, " k"], tau, vs_gamma) -> tuple[Array, Array]:
     """VS-loss parameters from class counts: Δ_c = (n_c / n_max)^vs_gamma and
     ι_c = tau log π_c with π_c = n_c / n."""
@@ -90,7 +105,7 @@ def vs_parameters(counts: Float[Array, " k"], tau, vs_gamma) -> tuple[Array, Arr
     return multiplicative, additive
 
 
-def _make_logit_adjusted(counts, tau, vs_gamma):
+def _make_logit_adjusted(counts, tau):
     priors = jnp.asarray(counts) / jnp.sum(counts)
     return lambda outputs, onehot: logit_adjusted(outputs, onehot, priors, tau)
 
@@ -100,26 +115,36 @@ def _make_vector_scaling(counts, tau, vs_gamma):
     return lambda outputs, onehot: vector_scaling(outputs, onehot, multiplicative, additive)
 
 
-# The registry of training losses (ssm_jax.registry.LOSSES), in command-line order.
+# The registry of training losses (ssm_jax.registry.LOSSES), in command-line order. Each
+# entry's ``make(counts, **uses)`` receives the class counts and the options it ``uses``.
 LOSSES.register(Loss("mse", "squared loss 1/2 ||z - y||^2",
-                     make=lambda counts, tau, vs_gamma: squared, reducible=True))
-LOSSES.register(Loss("ce", "softmax cross-entropy",
-                     make=lambda counts, tau, vs_gamma: cross_entropy))
+                     make=lambda counts: squared, reducible=True))
+LOSSES.register(Loss("ce", "softmax cross-entropy", make=lambda counts: cross_entropy))
 LOSSES.register(Loss("la", "logit-adjusted cross-entropy (Menon et al. 2021)",
                      make=_make_logit_adjusted, needs_priors=True, uses=("tau",)))
 LOSSES.register(Loss("vs", "vector-scaling cross-entropy (Kini et al. 2021)",
                      make=_make_vector_scaling, needs_priors=True, uses=("tau", "vs_gamma")))
+LOSSES.register(Loss("focal", "focal loss (Lin et al. 2017); focal_gamma 0 is cross-entropy",
+                     make=lambda counts, focal_gamma: functools.partial(
+                         focal, focal_gamma=focal_gamma),
+                     uses=("focal_gamma",)))
 
 
-def per_example(loss: str, counts: Float[Array, " k"] | None = None, tau=1.0, vs_gamma=0.0):
+def per_example(loss: str, counts: Float[Array, " k"] | None = None, tau=1.0, vs_gamma=0.0,
+                **options):
     """The per-example loss ``(outputs, onehot) -> (n,)`` of a registered loss name.
 
     Losses that read the class priors (``needs_priors``: ``la``, ``vs``) need ``counts``
-    (k,) (``tau`` and ``vs_gamma`` may be traced); the others ignore the extra arguments."""
+    (k,). Each loss receives the numeric options it declares in ``uses`` (``tau``,
+    ``vs_gamma`` or others passed by keyword; they may be traced); the others are ignored."""
     entry = LOSSES[loss]
     if entry.needs_priors and counts is None:
         raise ConfigError(f"loss={loss!r} needs the class counts (its priors)")
-    return entry.make(counts, tau, vs_gamma)
+    given = {"tau": tau, "vs_gamma": vs_gamma, **options}
+    missing = [name for name in entry.uses if name not in given]
+    if missing:
+        raise ConfigError(f"loss={loss!r} needs the option(s) {', '.join(missing)}")
+    return entry.make(counts, **{name: given[name] for name in entry.uses})
 
 
 def weighted_mean(values: Float[Array, " n"], example_weights: Float[Array, " n"],

@@ -35,7 +35,9 @@ class Entry:
 class Loss(Entry):
     """A training loss ``l(z, y)`` per example.
 
-    ``make(counts, tau, vs_gamma)`` returns ``(outputs (k, n), onehot (k, n)) -> (n,)``.
+    ``make(counts, **uses)`` returns ``(outputs (k, n), onehot (k, n)) -> (n,)``: it gets
+    the class counts (k,) and, by keyword, the value of every option named in ``uses``
+    (arrays, possibly traced).
     ``reducible``: the exact reduced simulator applies (only the squared loss, whose
     class-c feature columns all move by the same affine map). ``needs_priors``: the loss
     reads the class priors ``n_c / n`` (logit adjustment). ``uses``: the numeric options it

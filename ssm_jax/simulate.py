@@ -25,7 +25,7 @@ from . import losses, metrics, model, reduced
 from .config import OPTIONS, Config, Numeric, Spec
 from .dynamics import discrete, flow
 from .problem import Problem, class_counts_of, make_problem
-from .registry import METHODS
+from .registry import LOSSES, METHODS
 from .weights import class_weights
 
 
@@ -99,8 +99,11 @@ def initial_params(spec: Spec, problem: Problem, numeric: Numeric, omega, key: P
 
 
 def per_example_loss(spec: Spec, problem: Problem, numeric: Numeric):
-    """The per-example loss of a run (``la`` / ``vs`` get the priors from ``problem.counts``)."""
-    return losses.per_example(spec.loss, problem.counts, numeric.tau, numeric.vs_gamma)
+    """The per-example loss of a run: the loss gets the priors from ``problem.counts`` and
+    the numeric options it declares it uses."""
+    uses = LOSSES[spec.loss].uses
+    return losses.per_example(spec.loss, problem.counts,
+                              **{name: getattr(numeric, name) for name in uses})
 
 
 def objective_parts(spec: Spec, problem: Problem, numeric: Numeric, omega):

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ssm_jax import Config, losses, make_problem, model, numeric_of, spec_of
+from ssm_jax import Config, ConfigError, losses, make_problem, model, numeric_of, spec_of
 from ssm_jax.simulate import initial_params, objective_fn, observe_fn, omega_of
 
 from conftest import tree_allclose
@@ -134,3 +134,36 @@ def test_class_axis_reductions_equal_jnp(x64, k):
     nan = z.at[2, 4].set(jnp.nan)
     assert np.isnan(losses.class_max(nan)[4]) and np.isnan(losses.class_sum(nan)[4])
     assert np.isfinite(np.delete(np.asarray(losses.class_max(nan)), 4)).all()
+
+
+def test_focal_loss_matches_its_definition_and_is_cross_entropy_at_zero(x64):
+    z = jnp.array([[2.0, -1.0, 0.3, 30.0], [0.5, 1.0, -0.2, 0.0], [-1.0, 0.2, 0.1, -5.0]])
+    onehot = jax.nn.one_hot(jnp.array([0, 1, 2, 0]), 3).T
+    p = np.asarray(jax.nn.softmax(z, axis=0))[np.array([0, 1, 2, 0]), np.arange(4)]
+    for gamma in (0.0, 0.5, 2.0):
+        expected = -((1 - p) ** gamma) * np.log(p)
+        got = losses.per_example("focal", focal_gamma=gamma)(z, onehot)
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-300)
+    np.testing.assert_array_equal(losses.per_example("focal", focal_gamma=0.0)(z, onehot),
+                                  losses.cross_entropy(z, onehot))
+    # Finite gradients, including at p_y = 1 (the fourth example) and focal_gamma = 0.
+    for gamma in (0.0, 0.5, 2.0):
+        grad = jax.grad(lambda z, g: jnp.sum(losses.focal(z, onehot, g)), argnums=(0, 1))(
+            z, gamma)
+        assert all(np.all(np.isfinite(g)) for g in grad)
+
+
+def test_focal_run_at_zero_equals_the_cross_entropy_run(x64):
+    from ssm_jax import simulate
+
+    base = dict(counts=(6, 2), dim=4, steps=30, saves=4, lr=1.0, init_scale=0.1, x64=True,
+                weighting="power", gamma=0.5)
+    ce = simulate(Config(loss="ce", **base)).trajectory
+    focal = simulate(Config(loss="focal", focal_gamma=0.0, **base)).trajectory
+    tree_allclose(focal.loss, ce.loss, rtol=1e-12, atol=1e-14)
+    tree_allclose(focal.own_output, ce.own_output, rtol=1e-12, atol=1e-14)
+    # A positive exponent down-weights fitted examples: a slower decrease of the CE part.
+    slower = simulate(Config(loss="focal", focal_gamma=2.0, **base)).trajectory
+    assert slower.per_class_loss[-1, 0] > ce.per_class_loss[-1, 0]
+    with pytest.raises(ConfigError, match="focal_gamma=-1"):
+        Config(loss="focal", focal_gamma=-1.0)
