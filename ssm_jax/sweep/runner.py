@@ -42,7 +42,7 @@ def run(
     lazy: bool = False,
     buckets="auto",
 ):
-    """Run a sweep and return its :class:`xarray.Dataset` (see the module docstring).
+    """Run a sweep and return its :class:`xarray.Dataset` (see :mod:`ssm_jax.sweep`).
 
     Args:
         sweep: from :func:`make_sweep` or :func:`sweep_from_options`.
