@@ -796,18 +796,16 @@ def print_report(result: DigitsResult, file=None) -> None:
 def save_params(result: DigitsResult, path) -> None:
     """Write the classifier, its bias and the class-mean features at every checkpoint
     (``[weighting, seed, checkpoint, ...]``) to an ``.npz`` file, atomically."""
-    import os
-    import tempfile
+    from .io import atomic_write
 
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".npz")
-    with os.fdopen(fd, "wb") as f:
-        np.savez(f, weightings=np.array(result.config.weightings),
-                 checkpoints=result.config.checkpoint_steps(),
-                 **{k: result.recorded[k]
-                    for k in ("classifier", "classifier_bias", "feature_means")})
-    os.replace(tmp, path)
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, weightings=np.array(result.config.weightings),
+                     checkpoints=result.config.checkpoint_steps(),
+                     **{k: result.recorded[k]
+                        for k in ("classifier", "classifier_bias", "feature_means")})
+
+    atomic_write(path, write)
 
 
 def _band(ax, t, values, color, label, **style) -> None:

@@ -11,8 +11,6 @@ code and fixes shapes; ``problem`` (:class:`~ssm_jax.problem.Problem`) and ``num
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -24,6 +22,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from . import losses, metrics, model, reduced
 from .config import OPTIONS, Config, Numeric, Spec
 from .dynamics import discrete, flow
+from .io import to_json_value, write_json  # noqa: F401 - write_json is re-exported
 from .problem import Problem, class_counts_of, make_problem
 from .registry import LOSSES, METHODS
 from .weights import class_weights
@@ -280,33 +279,6 @@ def flow_json(stats) -> dict:
         "end_time": float(stats.end_time),
         "stop_time": float(stats.stop_time) if np.isfinite(stats.stop_time) else None,
     }
-
-
-def to_json_value(value):
-    """Convert arrays/numbers to JSON values; NaN and infinities become ``None``."""
-    if isinstance(value, dict):
-        return {k: to_json_value(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_json_value(v) for v in value]
-    if isinstance(value, (jax.Array, np.ndarray, np.generic)):
-        return to_json_value(np.asarray(value).tolist())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def write_json(data: dict, path) -> None:
-    """Write JSON atomically (a temporary file renamed into place)."""
-    import os
-    import tempfile
-
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1, allow_nan=False)
-    os.replace(tmp, path)
 
 
 def simulate(cfg: Config, key: PRNGKeyArray | None = None) -> Result:

@@ -1,20 +1,21 @@
-"""Execute every notebook in ``notebooks/`` (quick mode) and check they are committed clean.
+"""Execute every notebook in ``notebooks/`` (quick mode) and check the files are clean.
 
-Each notebook runs in a fresh Python 3 kernel of *this* interpreter (ipykernel from the
-``test`` extra; a kernel spec written for ``sys.executable``, so a ``python3`` spec of
-another Python in the user's Jupyter folders cannot be picked up) with ``SSM_JAX_QUICK=1``
-and the Agg backend; a cell that raises fails the test. The committed files must have no
-outputs and hold the cells of ``notebooks/make_notebooks.py``.
+The notebooks are jupytext percent-format scripts (``notebooks/*.py``): markdown cells are
+``# %% [markdown]`` comment blocks holding plain LaTeX, code cells follow ``# %%``. Each is
+read with jupytext and runs in a fresh Python 3 kernel of *this* interpreter (ipykernel
+from the ``test`` extra; a kernel spec written for ``sys.executable``, so a ``python3`` spec
+of another Python in the user's Jupyter folders cannot be picked up) with
+``SSM_JAX_QUICK=1`` and the Agg backend; a cell that raises fails the test.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import pathlib
 import sys
 
+import jupytext
 import nbformat
 import pytest
 from jupyter_client.kernelspec import KernelSpecManager
@@ -22,17 +23,9 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.py"))
 CELL_TIMEOUT_S = 300
 KERNEL_NAME = "ssm-jax-test-python3"
-
-
-def load_generator():
-    spec = importlib.util.spec_from_file_location("make_notebooks",
-                                                  ROOT / "notebooks" / "make_notebooks.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def kernel_env() -> dict:
@@ -57,28 +50,35 @@ def kernel_dir(tmp_path_factory):
     return str(root)
 
 
-def test_every_notebook_is_listed_and_stripped():
-    generator = load_generator()
-    assert sorted(path.name for path in NOTEBOOKS) == sorted(generator.NOTEBOOKS)
-    for path in NOTEBOOKS:
-        nb = nbformat.read(path, as_version=4)
-        nbformat.validate(nb)
-        assert nb.metadata.kernelspec.name == "python3"
-        for cell in nb.cells:
-            if cell.cell_type == "code":
-                assert cell.outputs == [] and cell.execution_count is None, path.name
-        # The committed cells are the generator's (rerun it after editing the cells).
-        expected = generator.build(generator.NOTEBOOKS[path.name]).cells
-        assert [(c.cell_type, c.source) for c in nb.cells] == [
-            (c.cell_type, c.source) for c in expected], (
-            f"{path.name} differs from notebooks/make_notebooks.py: rerun it")
-        source = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-        assert 'os.environ.get("SSM_JAX_QUICK") == "1"' in source, path.name
+def test_the_five_notebooks_are_there():
+    assert [path.stem for path in NOTEBOOKS] == [
+        "01_quickstart", "02_paper_story", "03_sweeps", "04_meta_gradients", "05_digits"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_a_clean_percent_script(path):
+    text = path.read_text()
+    nb = jupytext.reads(text, fmt="py:percent")
+    nbformat.validate(nb)
+    assert nb.metadata.kernelspec.name == "python3"
+    assert nb.metadata.jupytext.text_representation.format_name == "percent"
+    # Saved exactly as jupytext writes it, so opening and saving in JupyterLab leaves no
+    # diff (the header filters out the jupytext version stamp).
+    assert jupytext.writes(nb, fmt="py:percent") == text, (
+        f"{path.name} is not in jupytext's percent form: run "
+        f"`jupytext --to py:percent {path.relative_to(ROOT)}`")
+    assert nb.cells[0].cell_type == "markdown", "a notebook opens with its story"
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            # LaTeX is written as is; a doubled backslash is an escaping leftover.
+            assert "\\\\" not in cell.source, (path.name, cell.source)
+    source = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert 'os.environ.get("SSM_JAX_QUICK") == "1"' in source, path.name
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_executes(path, tmp_path, kernel_dir):
-    nb = nbformat.read(path, as_version=4)
+    nb = jupytext.read(path)
     manager = AsyncKernelManager(kernel_name=KERNEL_NAME,
                                  kernel_spec_manager=KernelSpecManager(kernel_dirs=[kernel_dir]))
     client = NotebookClient(

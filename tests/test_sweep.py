@@ -19,6 +19,7 @@ import xarray as xr
 from ssm_jax import Config, ConfigError, class_counts_of, simulate, sweep
 from ssm_jax.cli import main
 from ssm_jax.simulate import numeric_of, problem_of, spec_of, trajectory_jit
+from ssm_jax.sweep import runner, store
 
 from conftest import tree_allclose
 
@@ -183,10 +184,10 @@ def test_buckets_split_by_n_and_change_no_result(tmp_path):
 def test_resume_keeps_the_recorded_buckets(tmp_path):
     sw = sweep.make_sweep(Config(**BASE, loss="ce"), AXES, seeds=2)
     out = str(tmp_path / "sweep.nc")
-    sweep._open_parts(out, sweep.plan(sw, chunk_size=2, buckets=3))  # an unfinished sweep
+    store.open_parts(out, sweep.plan(sw, chunk_size=2, buckets=3))  # an unfinished sweep
     with open(os.path.join(sweep.parts_dir(out), "manifest.json")) as f:
         assert json.load(f)["buckets"] == 3
-    _, resumed = sweep._open_parts(out, sweep.plan(sw, chunk_size=2, buckets=1))
+    _, resumed = store.open_parts(out, sweep.plan(sw, chunk_size=2, buckets=1))
     assert resumed.buckets == 3 and len(resumed.groups) == 3
 
 
@@ -382,7 +383,7 @@ def test_sigkill_mid_sweep_then_resume(tmp_path, reference, script, cache_dir):
 def test_changed_sweep_is_refused(tmp_path, reference, capsys):
     sw, _ = reference
     out = tmp_path / "s.nc"
-    sweep._open_parts(str(out), sweep.plan(sw, chunk_size=2))  # an unfinished sweep
+    store.open_parts(str(out), sweep.plan(sw, chunk_size=2))  # an unfinished sweep
     changed = ["sweep", *sum(([f"--{k.replace('_', '-')}", str(v)] for k, v in BASE.items()),
                              []), "--ratio", "1,3,7", "--gamma", "0,1", "--seeds", "2",
                "--out", str(out), "--no-progress"]
@@ -504,11 +505,11 @@ def test_interrupted_launch_saves_the_chunk_in_flight(tmp_path, x64_sweep, monke
             raise KeyboardInterrupt
         return launch(*args, **kwargs)
 
-    monkeypatch.setattr(sweep, "launch_chunk", interrupting)
+    monkeypatch.setattr(runner, "launch_chunk", interrupting)
     with pytest.raises(KeyboardInterrupt):
         sweep.run(sw, out, chunk_size=4, progress=False, on_chunk=saved.append)
     assert saved == [0, 1]  # chunk 1 was in flight when launching chunk 2 failed
-    monkeypatch.setattr(sweep, "launch_chunk", launch)
+    monkeypatch.setattr(runner, "launch_chunk", launch)
     resumed = []
     ds = sweep.run(sw, out, chunk_size=4, progress=False, on_chunk=resumed.append)
     assert len(sweep.plan(sw, chunk_size=4).chunks) == 3 and resumed == [2]

@@ -1,0 +1,266 @@
+"""Planning a sweep: its runs in groups that share a compiled program, and the groups in
+chunks sized to a memory budget.
+
+* **groups**: runs with the same :class:`~ssm_jax.simulate.Spec` (static options such as
+  loss, dim, method, parametrization, steps, saves), number of classes and precision share
+  one compiled program. Problems with different numbers of examples (different imbalance
+  ratios) are padded to the largest ``n`` of the group with masked, zero-weight examples,
+  which changes no result. Where a run's cost grows with ``n`` (the per-example path),
+  runs of very different ``n`` are split into **buckets**, each padded to its own largest
+  ``n`` and compiled once (:func:`buckets_of`).
+* **chunks**: a group is cut into chunks of at most ``chunk_size`` runs, chosen from a
+  memory budget (:func:`estimate_run_bytes`).
+
+A :class:`Plan` holds two ints per run and nothing else that grows with the sweep.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import jax
+import numpy as np
+
+from ..config import ConfigError
+from ..problem import class_counts_of, make_problem
+from ..registry import METHODS
+from ..simulate import Spec, spec_of
+from .definition import Sweep
+
+
+@dataclass(frozen=True)
+class Group:
+    """Runs sharing one compiled function: same Spec, classes, padded size and dtype."""
+
+    spec: Spec
+    num_classes: int
+    n_pad: int
+    x64: bool
+    runs: np.ndarray  # flat run indices (sorted)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Runs ``groups[group].runs[start:stop]`` (kept as two ints: a plan of a large sweep
+    stays small)."""
+
+    id: int
+    group: int
+    start: int
+    stop: int
+
+    @property
+    def size(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass
+class Plan:
+    """The groups and chunks of a sweep, and the lengths of its file's class and save dims."""
+
+    sweep: Sweep
+    groups: list[Group]
+    chunk_size: int
+    chunks: list[Chunk]
+    num_classes: int  # largest over groups: the length of the ``class`` dimension
+    saves: int  # largest over groups: the length of the ``save`` dimension
+    run_bytes: int
+    buckets: int | str = 1  # as resolved by plan(): "cost" or a maximum per group
+
+    def runs_of(self, chunk: Chunk) -> np.ndarray:
+        """Flat run indices of a chunk."""
+        return self.groups[chunk.group].runs[chunk.start:chunk.stop]
+
+
+def estimate_run_bytes(spec: Spec, num_classes: int, n_pad: int, x64: bool = False) -> int:
+    """Estimated device memory of one run inside a vmapped batch, in bytes (an upper guess).
+
+    Counts the arrays that are live during a training step: parameters (``k d + d m (+ k)``
+    with m = n or k) held about six times (params, gradients, updates, new params and the
+    two scan carries) plus the optimiser slots (1 for momentum, 2 for adam), per-example
+    arrays (outputs, labels, residuals: ``4 k n``; features ``2 d n``; masks ``4 n``), the
+    saved snapshots ``saves (3 k + 2)``, doubled for temporaries XLA may keep."""
+    k, d, n = num_classes, spec.dim, n_pad
+    m = k if spec.parametrization == "class" else n
+    params = k * d + d * m + (k if spec.bias else 0)
+    slots = METHODS[spec.method].slots
+    per_example = 4 * k * n + 2 * d * n + 4 * n
+    saved = spec.saves * (3 * k + 2) + 3 * k + 2
+    if spec.keep_params:
+        saved += spec.saves * params
+    itemsize = 8 if x64 else 4
+    return int(2 * itemsize * ((6 + slots) * params + per_example + saved))
+
+
+_UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+
+def parse_bytes(text: str | int | float) -> int:
+    """``"512M"``, ``"4G"``, ``"1.5GiB"`` or a number of bytes -> bytes."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        value = int(text)
+    else:
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kmgtKMGT]?)(i?[bB])?\s*", str(text))
+        if not match:
+            raise ConfigError(f"memory budget {text!r} is not a size such as 512M, 4G or 1e9")
+        value = int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+    if value < 1:
+        raise ConfigError(f"memory budget {text!r} must be positive")
+    return value
+
+
+# On a CPU, a chunk's state should stay in cache: 84 W1 runs at once ran 2-3x slower than
+# chunks of 8 (benchmarks/run.py), and the cross-entropy W2 sweep took 18.9 s in chunks of
+# 4 runs per device against 30.1 s with 8 (2 devices, same process); a GPU wants the whole
+# budget.
+CPU_RUNS_PER_DEVICE = 4
+
+# What one more compilation costs on a CPU, in flops of training it must save to pay for
+# itself (buckets="cost"): about 3 s of compiling a W2 chunk against about 60 GFLOP/s of
+# per-example training on the 2-core benchmark CPU (benchmarks/run.py).
+CPU_COMPILE_FLOPS = 2e11
+
+
+def run_flops(spec: Spec, num_classes: int, n: int) -> float:
+    """Matrix-product flops of one run's training steps with ``n`` (padded) examples, on the
+    path :func:`~ssm_jax.simulate.trajectory` takes (reduced or per example); ``spec.steps``
+    stands for the number of steps (or vector-field evaluations of a flow)."""
+    from .. import reduced
+
+    problem = make_problem((1,) * num_classes, n)
+    use = reduced.use_reduced(spec, problem)
+    groups = reduced.num_groups(spec, num_classes) if use else None
+    per_step = reduced.flops_per_step(num_classes, spec.dim, n, use, groups)
+    return float(spec.steps) * per_step * spec.depth
+
+
+def buckets_of(ns: Sequence[int], chunk_size: int, cost: Callable[[int], float],
+               max_buckets: int | None = None, compile_cost: float = 0.0) -> list[tuple]:
+    """Split runs of ``ns`` examples into buckets, each padded to its largest ``n``.
+
+    Runs are sorted by ``n`` (largest first, ties by position) and cut into chunks of
+    ``chunk_size``; a bucket is a stretch of consecutive chunks, padded to the ``n`` of its
+    first run, so each of its chunks costs ``chunk_size * cost(n_pad)``, and each bucket
+    costs one more compilation (``compile_cost``, in the units of ``cost``). Returns an
+    optimal split, the cheapest with at most ``max_buckets`` buckets (``None``: any
+    number), as ``(runs, n_pad)`` pairs, ``runs`` being positions in ``ns``. Dynamic
+    programming over the chunks where ``n`` drops (at most 256 of them)."""
+    ns = np.asarray(ns, dtype=np.int64)
+    order = np.argsort(-ns, kind="stable")
+    starts = ns[order][::chunk_size]  # n_pad of a bucket that starts at chunk m
+    cuts = [0] + [m for m in range(1, len(starts)) if starts[m] < starts[m - 1]]
+    if len(cuts) > 256:  # keep the programme small for huge, continuous sweeps
+        cuts = sorted(set(cuts[:: -(-len(cuts) // 256)]) | {0})
+    bounds = cuts + [len(starts)]
+    limit = len(cuts) if max_buckets is None else min(max_buckets, len(cuts))
+    inf = float("inf")
+    # best[b][j]: cheapest split of chunks [0, bounds[j]) into b buckets; back-pointers.
+    best = [[inf] * len(bounds) for _ in range(limit + 1)]
+    back = [[-1] * len(bounds) for _ in range(limit + 1)]
+    best[0][0] = 0.0
+    for b in range(1, limit + 1):
+        for j in range(1, len(bounds)):
+            for i in range(j):
+                if best[b - 1][i] < inf:
+                    chunks = bounds[j] - bounds[i]
+                    value = (best[b - 1][i] + compile_cost
+                             + chunks * chunk_size * cost(int(starts[bounds[i]])))
+                    if value < best[b][j]:
+                        best[b][j], back[b][j] = value, i
+    b = min(range(1, limit + 1), key=lambda c: (best[c][-1], c))
+    out, j = [], len(bounds) - 1
+    while j > 0:
+        i = back[b][j]
+        runs = order[bounds[i] * chunk_size: bounds[j] * chunk_size]
+        out.append((np.sort(runs), int(starts[bounds[i]])))
+        j, b = i, b - 1
+    return out[::-1]
+
+
+def resolve_buckets(buckets, platform: str) -> int | str:
+    """``buckets`` of :func:`plan` as used: ``"auto"`` is ``"cost"`` on a CPU (whose time
+    grows with the padded ``n``) and 1 elsewhere (a GPU step of these sizes is latency
+    bound, so padding is free and compilations are not)."""
+    if buckets == "auto":
+        return "cost" if platform == "cpu" else 1
+    if buckets == "cost":
+        return buckets
+    if isinstance(buckets, bool) or not isinstance(buckets, int) or buckets < 1:
+        raise ConfigError(f"buckets={buckets!r} must be 'auto', 'cost' or an integer >= 1")
+    return buckets
+
+
+def plan(sweep: Sweep, *, chunk_size: int | None = None, memory_budget="1G",
+         num_devices: int | None = None, buckets="auto") -> Plan:
+    """Validate every run of ``sweep``, group the runs and cut the groups into chunks.
+
+    ``chunk_size`` (runs per chunk) wins over ``memory_budget`` (bytes per device, see
+    :func:`estimate_run_bytes`); the budget gives ``devices x floor(budget / run_bytes)``
+    runs (at least one per device), at most :data:`CPU_RUNS_PER_DEVICE` per device on a
+    CPU.
+
+    ``buckets`` splits a group whose runs have different numbers of examples into buckets
+    padded to their own largest ``n`` (:func:`buckets_of`): an integer N allows at most
+    N padded sizes per group, chosen to minimise the padded work (:func:`run_flops`); 1
+    pads every run to the group's largest ``n``; ``"cost"`` adds a bucket only where the
+    work it saves exceeds :data:`CPU_COMPILE_FLOPS`; ``"auto"`` (default) is ``"cost"``
+    on a CPU and 1 elsewhere (:func:`resolve_buckets`). Memory: two ints per run."""
+    num_devices = num_devices or jax.local_device_count()
+    buckets = resolve_buckets(buckets, jax.devices()[0].platform)
+    keys: dict[tuple, int] = {}
+    specs: list[tuple[Spec, int, bool]] = []
+    n_pads: list[int] = []
+    group_of = np.empty(sweep.size, dtype=np.int32)
+    sizes = np.empty(sweep.size, dtype=np.int64)  # examples per run, for the buckets
+    saves = 0
+    for index in range(sweep.size):
+        cfg = sweep.config(index)
+        counts = class_counts_of(cfg)
+        spec = spec_of(cfg)
+        key = (spec, len(counts), cfg.x64)
+        if key not in keys:
+            keys[key] = len(specs)
+            specs.append(key)
+            n_pads.append(0)
+        g = keys[key]
+        group_of[index] = g
+        sizes[index] = sum(counts)
+        n_pads[g] = max(n_pads[g], int(sizes[index]))
+        saves = max(saves, spec.saves)
+    groups = [Group(spec, k, n_pad, x64, np.flatnonzero(group_of == g))
+              for g, ((spec, k, x64), n_pad) in enumerate(zip(specs, n_pads, strict=True))]
+    run_bytes = max(estimate_run_bytes(g.spec, g.num_classes, g.n_pad, g.x64) for g in groups)
+    if chunk_size is None:
+        per_device = max(1, parse_bytes(memory_budget) // run_bytes)
+        if jax.devices()[0].platform == "cpu":
+            per_device = min(per_device, CPU_RUNS_PER_DEVICE)
+        chunk_size = per_device * num_devices
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ConfigError(f"chunk_size={chunk_size!r} must be an integer >= 1")
+    chunk_size = min(chunk_size, sweep.size)
+    if buckets != 1:
+        groups = [bucket for g in groups
+                  for bucket in _split(g, sizes[g.runs], chunk_size, buckets)]
+    chunks: list[Chunk] = []
+    for g, group in enumerate(groups):
+        for start in range(0, len(group.runs), chunk_size):
+            stop = min(start + chunk_size, len(group.runs))
+            chunks.append(Chunk(len(chunks), g, start, stop))
+    return Plan(sweep, groups, chunk_size, chunks, max(g.num_classes for g in groups), saves,
+                run_bytes, buckets)
+
+
+def _split(group: Group, ns: np.ndarray, chunk_size: int, buckets: int | str) -> list[Group]:
+    """The buckets of one group whose runs have ``ns`` examples (the group itself when they
+    all have one ``n``)."""
+    if ns.min() == ns.max():
+        return [group]
+    cost = functools.cache(functools.partial(run_flops, group.spec, group.num_classes))
+    found = buckets_of(ns, min(chunk_size, len(ns)), cost,
+                       None if buckets == "cost" else buckets,
+                       CPU_COMPILE_FLOPS if buckets == "cost" else 0.0)
+    return [Group(group.spec, group.num_classes, n_pad, group.x64, group.runs[runs])
+            for runs, n_pad in found]
