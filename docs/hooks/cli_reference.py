@@ -103,3 +103,35 @@ def reference_markdown() -> str:
 def on_files(files, config):
     files.append(File.generated(config, PAGE, content=reference_markdown()))
     return files
+
+
+OPTIONS_MARKER = "<!-- run-options -->"
+
+
+def run_options_markdown() -> str:
+    """A table of the run options by group, from their declarations
+    (``ssm_jax.config.OPTIONS``): flag, choices, default, kind and where it applies."""
+    from ssm_jax.config import OPTIONS
+
+    lines = ["| option | values | default | kind | applies with |", "| --- | --- | --- | --- | --- |"]
+    groups: dict[str, list] = {}
+    for opt in OPTIONS.values():
+        groups.setdefault(opt.group, []).append(opt)
+    for group, members in groups.items():
+        lines.append(f"| **{group}** | | | | |")
+        for opt in members:
+            allowed = opt.allowed()
+            values = "{" + ", ".join(allowed) + "}" if allowed else (
+                "switch" if opt.switch else opt.parse.__name__.replace("parse_", ""))
+            default = opt.default
+            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            lines.append(f"| `{opt.flag}` | {_escape(values)} | {_escape(str(shown))} | "
+                         f"{opt.kind} | {_escape(opt.describe_applies())} |")
+    return "\n".join(lines)
+
+
+def on_page_markdown(markdown, page, config, files):
+    """Fill the run-options table of the page that asks for it."""
+    if OPTIONS_MARKER in markdown:
+        markdown = markdown.replace(OPTIONS_MARKER, run_options_markdown())
+    return markdown
