@@ -158,11 +158,11 @@ class Option:
         return value
 
     def describe_applies(self) -> str:
-        """``"method in {momentum, muon}"``, or "" when the option always applies."""
+        """``"--method momentum or muon"``, or "" when the option always applies."""
         if self.applies is None:
             return ""
         field, values = self.applies
-        return f"{field} in {{{', '.join(values)}}}"
+        return f"--{field.replace('_', '-')} {' or '.join(values)}"
 
 
 def option(default: Any, kind: str, help: str, *, group: str, **meta) -> Any:

@@ -62,7 +62,7 @@ def test_applies_names_a_choice_option_and_its_values():
             continue
         field, values = opt.applies
         assert set(values) <= set(OPTIONS[field].allowed()), opt.name
-        assert opt.describe_applies().startswith(f"{field} in {{")
+        assert opt.describe_applies() == f"--{field.replace('_', '-')} {' or '.join(values)}"
 
 
 def test_the_entries_declare_what_others_read():

@@ -113,7 +113,8 @@ def run_options_markdown() -> str:
     (``ssm_jax.config.OPTIONS``): flag, choices, default, kind and where it applies."""
     from ssm_jax.config import OPTIONS
 
-    lines = ["| option | values | default | kind | applies with |", "| --- | --- | --- | --- | --- |"]
+    lines = ["| option | values | default | kind | applies with |",
+             "| --- | --- | --- | --- | --- |"]
     groups: dict[str, list] = {}
     for opt in OPTIONS.values():
         groups.setdefault(opt.group, []).append(opt)
@@ -121,7 +122,7 @@ def run_options_markdown() -> str:
         lines.append(f"| **{group}** | | | | |")
         for opt in members:
             allowed = opt.allowed()
-            values = "{" + ", ".join(allowed) + "}" if allowed else (
+            values = ", ".join(allowed) if allowed else (
                 "switch" if opt.switch else opt.parse.__name__.replace("parse_", ""))
             default = opt.default
             shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
