@@ -55,8 +55,7 @@ QUICKSTART = [
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from ssm_jax import Config, plots, simulate
-    from ssm_jax.demo import delay_ratio
+    from ssm_jax import Config, metrics, plot, simulate
 
     %matplotlib inline
 
@@ -90,9 +89,9 @@ QUICKSTART = [
     """),
     code("""
     fig, (ax_acc, ax_own) = plt.subplots(1, 2, figsize=(10, 3.4))
-    plots.class_accuracy_panel(ax_acc, result, "ERM: per-class accuracy")
+    plot.class_accuracy_panel(ax_acc, result, "ERM: per-class accuracy")
     ax_acc.legend(loc="lower right", fontsize=8)
-    major = plots.majority_mask(result.class_counts)
+    major = metrics.majority_mask(result.class_counts)
     for c in range(len(result.class_counts)):
         ax_own.plot(tr.t, tr.own_output[:, c], color="C0" if major[c] else "C3", lw=1)
     ax_own.set(xlabel="time t = lr x step", ylabel="own output", title="ERM: own outputs")
@@ -115,15 +114,15 @@ QUICKSTART = [
         print(title)
         print("  gamma  majority  minority  minority/majority (learn time)")
         for g, res in runs.items():
-            times, major = res.trajectory.learn_time, plots.majority_mask(res.class_counts)
+            times, major = res.trajectory.learn_time, metrics.majority_mask(res.class_counts)
             print(f"  {g:5.2f}  {times[major].mean():8.1f}  {times[~major].mean():8.1f}"
-                  f"  {delay_ratio(times, res.class_counts):8.3f}")
+                  f"  {metrics.delay_ratio(times, ~major):8.3f}")
 
 
     mse_runs = {g: simulate(cfg.replace(gamma=g)) for g in gammas}
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.2), sharey=True)
     for ax, (g, res) in zip(axes, mse_runs.items(), strict=True):
-        plots.class_accuracy_panel(ax, res, f"squared loss, gamma = {g:g}")
+        plot.class_accuracy_panel(ax, res, f"squared loss, gamma = {g:g}")
     axes[0].legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     plt.show()
@@ -140,7 +139,7 @@ QUICKSTART = [
     ce_runs = {g: simulate(cfg.replace(loss="ce", gamma=g)) for g in gammas}
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.2), sharey=True)
     for ax, (g, res) in zip(axes, ce_runs.items(), strict=True):
-        plots.class_accuracy_panel(ax, res, f"cross-entropy, gamma = {g:g}")
+        plot.class_accuracy_panel(ax, res, f"cross-entropy, gamma = {g:g}")
     axes[0].legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     plt.show()
@@ -167,9 +166,9 @@ QUICKSTART = [
         i = int(np.argmin(np.abs(tr.t - time)))
         fig, (ax, bars) = plt.subplots(1, 2, figsize=(10, 3.3),
                                        gridspec_kw={"width_ratios": [2, 1]})
-        plots.class_accuracy_panel(ax, res, f"{loss}, ratio {ratio:g}, gamma {gamma:g}")
+        plot.class_accuracy_panel(ax, res, f"{loss}, ratio {ratio:g}, gamma {gamma:g}")
         ax.axvline(tr.t[i], color="0.4", ls=":")
-        major = plots.majority_mask(res.class_counts)
+        major = metrics.majority_mask(res.class_counts)
         bars.bar(np.arange(len(major)), tr.per_class_accuracy[i],
                  color=np.where(major, "C0", "C3"))
         bars.set(ylim=(0, 1.05), xlabel="class", title=f"accuracy at t = {tr.t[i]:g}")
@@ -224,7 +223,7 @@ PAPER_STORY = [
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from ssm_jax import Config, class_counts_of, plots, problem_of, simulate, sweep, theory
+    from ssm_jax import Config, class_counts_of, metrics, plot, problem_of, simulate, sweep, theory
     from ssm_jax.geometry import class_means
     from ssm_jax.weights import class_weights
 
@@ -234,7 +233,7 @@ PAPER_STORY = [
     N_MAJOR = 40 if QUICK else 100
     base = Config(ratio=10, n_major=N_MAJOR, weighting="power")
     counts = np.array(class_counts_of(base))
-    major = plots.majority_mask(counts)
+    major = metrics.majority_mask(counts)
     gammas = (0.0, 0.5, 1.0)
     omegas = {g: np.asarray(class_weights(counts, "power", g)) for g in gammas}
     print("class counts", counts)
@@ -282,7 +281,7 @@ PAPER_STORY = [
     gauss = {g: simulate(base.replace(gamma=g)) for g in gammas}
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.2), sharey=True)
     for ax, (g, res) in zip(axes, gauss.items(), strict=True):
-        plots.class_accuracy_panel(ax, res, f"gaussian init, gamma = {g:g}")
+        plot.class_accuracy_panel(ax, res, f"gaussian init, gamma = {g:g}")
     axes[0].legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     plt.show()
@@ -500,7 +499,7 @@ SWEEPS = [
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from ssm_jax import Config, plots, sweep, sweep_plots, theory
+    from ssm_jax import Config, metrics, plot, sweep, theory
 
     %matplotlib inline
 
@@ -547,9 +546,9 @@ SWEEPS = [
     """),
     code("""
     print("equalising gamma (sample parametrisation):", theory.equalising_exponent("sample"))
-    fig = sweep_plots.delay_heatmap(ds)
+    fig = plot.delay_heatmap(ds)
     plt.show()
-    fig = sweep_plots.delay_heatmap(ds, time="half_time")
+    fig = plot.delay_heatmap(ds, time="half_time")
     plt.show()
     """),
     md("""
@@ -577,7 +576,7 @@ SWEEPS = [
         best.set(xlabel="stopping time t", ylabel="best gamma", title="best gamma at time t")
         fig.tight_layout()
         plt.show()
-    fig = sweep_plots.accuracy_over_time(ds.sel(loss_fn="mse"))
+    fig = plot.accuracy_over_time(ds.sel(loss_fn="mse"))
     plt.show()
     """),
     md("""
@@ -593,7 +592,7 @@ SWEEPS = [
         t = ds.t.sel(loss_fn=loss, ratio=ratio).isel(seed=0, gamma=0).values
         i = int(np.argmin(np.abs(t - time)))
         run = sel.sel(gamma=gamma)
-        major = plots.majority_mask(run.class_counts.values)
+        major = metrics.majority_mask(run.class_counts.values)
         fig, (curves, at) = plt.subplots(1, 2, figsize=(10, 3.2))
         for c in range(len(major)):
             curves.plot(t, run.per_class_accuracy.values[:, c],
@@ -659,7 +658,7 @@ META = [
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from ssm_jax import Config, class_counts_of, meta, plots, sweep, theory
+    from ssm_jax import Config, class_counts_of, meta, metrics, sweep, theory
     from ssm_jax.weights import class_weights
 
     %matplotlib inline
@@ -668,7 +667,7 @@ META = [
     T = 400.0  # stopping time: lr x steps
     cfg = Config(loss="mse", weighting="power", gamma=0.5, lr=4.0, steps=int(T / 4.0), x64=True)
     counts = np.array(class_counts_of(cfg), dtype=float)
-    major = plots.majority_mask(counts)
+    major = metrics.majority_mask(counts)
     """),
     md("""
     ## Gradients at one point
@@ -840,7 +839,7 @@ DIGITS = [
     md("""
     # 5. Real data: imbalanced digits beside the small-scale model
 
-    Do the UFM's predictions survive a real network on real images? `ssm_jax.digits`
+    Do the UFM's predictions survive a real network on real images? `ssm_jax.experiments.digits`
     trains an MLP (64-128-64-10, ReLU; its last hidden layer plays the UFM's features `H`,
     its last layer the classifier `W`) on scikit-learn's bundled 8x8 handwritten digits
     (no download), with digits 5-9 made ten times rarer in training and a balanced test
@@ -859,7 +858,8 @@ DIGITS = [
     import numpy as np
     from IPython.display import Image, display
 
-    from ssm_jax import digits, theory
+    from ssm_jax import plot, theory
+    from ssm_jax.experiments import digits
 
     %matplotlib inline
 
@@ -904,7 +904,7 @@ DIGITS = [
     code("""
     folder = tempfile.mkdtemp(prefix="ssm-jax-digits-")
     figure = os.path.join(folder, "digits.png")
-    digits.digits_figure(result, figure)
+    plot.digits_figure(result, figure)
     display(Image(filename=figure))
     """),
     md("""
