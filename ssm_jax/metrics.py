@@ -104,15 +104,16 @@ def minority_mask(counts, threshold=None) -> Bool[Array, "... k"]:
     return (counts < threshold) & (counts > 0)
 
 
-def delay_ratio(times, minority, majority=None) -> np.ndarray:
+def delay_ratio(times, minority, majority=None, *, dtype=None) -> np.ndarray:
     r"""The delay ratio :math:`\bar t_{\mathrm{min}} / \bar t_{\mathrm{maj}}`: mean minority
     time over mean majority time.
 
     ``times`` (..., k), e.g. ``learn_time`` per class (of several seeds); ``minority`` a
     boolean mask (k,) over the last axis, ``majority`` its complement unless given (to
-    leave padded classes out). Averages in float64; NaN where a class of either group never
-    reached its time (NaN) or a group is empty. Returns shape ``times.shape[:-1]``."""
-    times = np.asarray(times, dtype=np.float64)
+    leave padded classes out). The means are taken in ``dtype`` (default: that of
+    ``times``). NaN where a class of either group never reached its time (NaN) or a group
+    is empty. Returns shape ``times.shape[:-1]``."""
+    times = np.asarray(times, dtype=dtype)
     minority = np.asarray(minority, dtype=bool)
     majority = ~minority if majority is None else np.asarray(majority, dtype=bool)
     return times[..., minority].mean(-1) / times[..., majority].mean(-1)

@@ -4,6 +4,7 @@ UFM runs with the same class counts and weightings, and against the closed forms
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -131,6 +132,7 @@ def bridge(cfg: DigitsConfig, data: DigitsData, out: dict) -> dict:
     weighting; the figure draws the UFM loss curves on that clock.
     """
     minority = cfg.minority_mask()
+    delay = functools.partial(delay_ratio, minority=minority, dtype=np.float64)
     t = cfg.checkpoint_times()
     ratio = max(data.train_counts) / min(data.train_counts)
     by_class = lambda a: np.moveaxis(a, 0, 1)  # noqa: E731  [seed, ckpt, k] -> [ckpt, seed, k]
@@ -144,9 +146,8 @@ def bridge(cfg: DigitsConfig, data: DigitsData, out: dict) -> dict:
         times = loss_time(t, by_class(out["train_per_class_loss"][w]))
         entry = {
             "loss_time": times, "learn_time_train": learn["train"],
-            "learn_time_test": learn["test"], "delay_loss": delay_ratio(times, minority),
-            "delay_train": delay_ratio(learn["train"], minority),
-            "delay_test": delay_ratio(learn["test"], minority),
+            "learn_time_test": learn["test"], "delay_loss": delay(times),
+            "delay_train": delay(learn["train"]), "delay_test": delay(learn["test"]),
             "ufm_delay": {}, "closed_form_delay": {},
         }
         for parametrization in UFM_PARAMETRIZATIONS:
@@ -156,7 +157,7 @@ def bridge(cfg: DigitsConfig, data: DigitsData, out: dict) -> dict:
                 "t": traj.t, "per_class_loss": traj.per_class_loss, "loss_time": ufm_times,
                 "diverged": int(traj.diverged_step) >= 0,
             }
-            entry["ufm_delay"][parametrization] = float(delay_ratio(ufm_times, minority))
+            entry["ufm_delay"][parametrization] = float(delay(ufm_times))
             entry["closed_form_delay"][parametrization] = (
                 None if adjusted else closed_form_delay(ratio, gamma, parametrization))
         result["weightings"][name] = entry
