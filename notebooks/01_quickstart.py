@@ -34,8 +34,7 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ssm_jax import Config, plots, simulate
-from ssm_jax.demo import delay_ratio
+from ssm_jax import Config, metrics, plot, simulate
 
 # %matplotlib inline
 
@@ -69,9 +68,9 @@ print("half time (z_c = 1/2)", np.round(tr.half_time, 1))
 
 # %%
 fig, (ax_acc, ax_own) = plt.subplots(1, 2, figsize=(10, 3.4))
-plots.class_accuracy_panel(ax_acc, result, "ERM: per-class accuracy")
+plot.class_accuracy_panel(ax_acc, result, "ERM: per-class accuracy")
 ax_acc.legend(loc="lower right", fontsize=8)
-major = plots.majority_mask(result.class_counts)
+major = metrics.majority_mask(result.class_counts)
 for c in range(len(result.class_counts)):
     ax_own.plot(tr.t, tr.own_output[:, c], color="C0" if major[c] else "C3", lw=1)
 ax_own.set(xlabel="time t = lr x step", ylabel="own output", title="ERM: own outputs")
@@ -94,15 +93,15 @@ def table(runs, title):
     print(title)
     print("  gamma  majority  minority  minority/majority (learn time)")
     for g, res in runs.items():
-        times, major = res.trajectory.learn_time, plots.majority_mask(res.class_counts)
+        times, major = res.trajectory.learn_time, metrics.majority_mask(res.class_counts)
         print(f"  {g:5.2f}  {times[major].mean():8.1f}  {times[~major].mean():8.1f}"
-              f"  {delay_ratio(times, res.class_counts):8.3f}")
+              f"  {metrics.delay_ratio(times, ~major):8.3f}")
 
 
 mse_runs = {g: simulate(cfg.replace(gamma=g)) for g in gammas}
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.2), sharey=True)
 for ax, (g, res) in zip(axes, mse_runs.items(), strict=True):
-    plots.class_accuracy_panel(ax, res, f"squared loss, gamma = {g:g}")
+    plot.class_accuracy_panel(ax, res, f"squared loss, gamma = {g:g}")
 axes[0].legend(loc="lower right", fontsize=8)
 fig.tight_layout()
 plt.show()
@@ -119,7 +118,7 @@ table(mse_runs, "squared loss")
 ce_runs = {g: simulate(cfg.replace(loss="ce", gamma=g)) for g in gammas}
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.2), sharey=True)
 for ax, (g, res) in zip(axes, ce_runs.items(), strict=True):
-    plots.class_accuracy_panel(ax, res, f"cross-entropy, gamma = {g:g}")
+    plot.class_accuracy_panel(ax, res, f"cross-entropy, gamma = {g:g}")
 axes[0].legend(loc="lower right", fontsize=8)
 fig.tight_layout()
 plt.show()
@@ -147,9 +146,9 @@ def show(ratio=10.0, gamma=0.5, loss="mse", time=200.0):
     i = int(np.argmin(np.abs(tr.t - time)))
     fig, (ax, bars) = plt.subplots(1, 2, figsize=(10, 3.3),
                                    gridspec_kw={"width_ratios": [2, 1]})
-    plots.class_accuracy_panel(ax, res, f"{loss}, ratio {ratio:g}, gamma {gamma:g}")
+    plot.class_accuracy_panel(ax, res, f"{loss}, ratio {ratio:g}, gamma {gamma:g}")
     ax.axvline(tr.t[i], color="0.4", ls=":")
-    major = plots.majority_mask(res.class_counts)
+    major = metrics.majority_mask(res.class_counts)
     bars.bar(np.arange(len(major)), tr.per_class_accuracy[i],
              color=np.where(major, "C0", "C3"))
     bars.set(ylim=(0, 1.05), xlabel="class", title=f"accuracy at t = {tr.t[i]:g}")

@@ -36,7 +36,7 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ssm_jax import Config, class_counts_of, plots, problem_of, simulate, sweep, theory
+from ssm_jax import Config, class_counts_of, metrics, plot, problem_of, simulate, sweep, theory
 from ssm_jax.geometry import class_means
 from ssm_jax.weights import class_weights
 
@@ -46,7 +46,7 @@ QUICK = os.environ.get("SSM_JAX_QUICK") == "1"  # CI: smaller problems, same sto
 N_MAJOR = 40 if QUICK else 100
 base = Config(ratio=10, n_major=N_MAJOR, weighting="power")
 counts = np.array(class_counts_of(base))
-major = plots.majority_mask(counts)
+major = metrics.majority_mask(counts)
 gammas = (0.0, 0.5, 1.0)
 omegas = {g: np.asarray(class_weights(counts, "power", g)) for g in gammas}
 print("class counts", counts)
@@ -94,7 +94,7 @@ plt.show()
 gauss = {g: simulate(base.replace(gamma=g)) for g in gammas}
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.2), sharey=True)
 for ax, (g, res) in zip(axes, gauss.items(), strict=True):
-    plots.class_accuracy_panel(ax, res, f"gaussian init, gamma = {g:g}")
+    plot.class_accuracy_panel(ax, res, f"gaussian init, gamma = {g:g}")
 axes[0].legend(loc="lower right", fontsize=8)
 fig.tight_layout()
 plt.show()

@@ -40,7 +40,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import display
 
-from ssm_jax import Config, plots, sweep, sweep_plots, theory
+from ssm_jax import Config, metrics, plot, sweep, theory
 
 # %matplotlib inline
 
@@ -87,9 +87,9 @@ print(sweep.config_of(ds, loss="mse", ratio=10, gamma=0.5, seed=0))
 
 # %%
 print("equalising gamma (sample parametrisation):", theory.equalising_exponent("sample"))
-fig = sweep_plots.delay_heatmap(ds)
+fig = plot.delay_heatmap(ds)
 plt.show()
-fig = sweep_plots.delay_heatmap(ds, time="half_time")
+fig = plot.delay_heatmap(ds, time="half_time")
 plt.show()
 
 # %% [markdown]
@@ -117,7 +117,7 @@ for loss in axes["loss"]:
     best.set(xlabel="stopping time t", ylabel="best gamma", title="best gamma at time t")
     fig.tight_layout()
     plt.show()
-fig = sweep_plots.accuracy_over_time(ds.sel(loss_fn="mse"))
+fig = plot.accuracy_over_time(ds.sel(loss_fn="mse"))
 plt.show()
 
 
@@ -134,7 +134,7 @@ def explore(ratio=10, gamma=0.5, loss="mse", time=200.0):
     t = ds.t.sel(loss_fn=loss, ratio=ratio).isel(seed=0, gamma=0).values
     i = int(np.argmin(np.abs(t - time)))
     run = sel.sel(gamma=gamma)
-    major = plots.majority_mask(run.class_counts.values)
+    major = metrics.majority_mask(run.class_counts.values)
     fig, (curves, at) = plt.subplots(1, 2, figsize=(10, 3.2))
     for c in range(len(major)):
         curves.plot(t, run.per_class_accuracy.values[:, c],

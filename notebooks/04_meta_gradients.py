@@ -38,7 +38,7 @@ import jax
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ssm_jax import Config, class_counts_of, meta, plots, sweep, theory
+from ssm_jax import Config, class_counts_of, meta, metrics, sweep, theory
 from ssm_jax.weights import class_weights
 
 # %matplotlib inline
@@ -47,7 +47,7 @@ QUICK = os.environ.get("SSM_JAX_QUICK") == "1"  # CI: smaller problems, same sto
 T = 400.0  # stopping time: lr x steps
 cfg = Config(loss="mse", weighting="power", gamma=0.5, lr=4.0, steps=int(T / 4.0), x64=True)
 counts = np.array(class_counts_of(cfg), dtype=float)
-major = plots.majority_mask(counts)
+major = metrics.majority_mask(counts)
 
 # %% [markdown]
 # ## Gradients at one point

@@ -15,7 +15,7 @@
 # %% [markdown]
 # # 5. Real data: imbalanced digits beside the small-scale model
 #
-# Do the UFM's predictions survive a real network on real images? `ssm_jax.digits`
+# Do the UFM's predictions survive a real network on real images? `ssm_jax.experiments.digits`
 # trains an MLP (64-128-64-10, ReLU; its last hidden layer plays the UFM's features `H`,
 # its last layer the classifier `W`) on scikit-learn's bundled 8x8 handwritten digits
 # (no download), with digits 5-9 made ten times rarer in training and a balanced test
@@ -35,7 +35,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Image, display
 
-from ssm_jax import digits, theory
+from ssm_jax import plot, theory
+from ssm_jax.experiments import digits
 
 # %matplotlib inline
 
@@ -80,7 +81,7 @@ digits.print_report(result)
 # %%
 folder = tempfile.mkdtemp(prefix="ssm-jax-digits-")
 figure = os.path.join(folder, "digits.png")
-digits.digits_figure(result, figure)
+plot.digits_figure(result, figure)
 display(Image(filename=figure))
 
 # %% [markdown]

@@ -33,9 +33,11 @@ Every distance is computed through k x k or d x d matrices, never n x n.
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
 from . import model
+from .metrics import majority_mask, minority_mask
 from .problem import Problem
 
 
@@ -84,6 +86,16 @@ def seli_norms(counts: Float[Array, " k"]) -> tuple[Array, Array]:
     return jnp.sqrt(jnp.diag(seli_classifier_gram(counts))), jnp.sqrt(jnp.diag(inverse_root))
 
 
+def seli_norm_ratio(counts) -> float:
+    """Mean majority over mean minority SELI classifier norm, ``||w_maj|| / ||w_min||`` (1
+    without a minority): the terminal-phase value the trained ratio is compared with."""
+    w_norms = np.asarray(seli_norms(jnp.asarray(counts, float))[0])
+    minor = minority_mask(np.asarray(counts))
+    if not minor.any():
+        return 1.0
+    return float(w_norms[majority_mask(np.asarray(counts))].mean() / w_norms[minor].mean())
+
+
 def seli_configuration(counts, dim: int | None = None, dtype=None) -> tuple[Array, Array, Array]:
     """A SELI configuration ``(W (k, d), H (d, n), labels (n,))``: ``W = U Lambda^{1/2}``,
     ``H = Lambda^{1/2} V^T`` embedded in the first k coordinates of R^d, so that
@@ -112,11 +124,6 @@ def _cosines(rows: Float[Array, "k d"]) -> Float[Array, "k k"]:
     norms = jnp.linalg.norm(rows, axis=1)
     unit = rows / jnp.where(norms > 0, norms, 1.0)[:, None]
     return unit @ unit.T
-
-
-def minority_mask(counts: Float[Array, " k"]) -> Array:
-    """Classes whose count is below the largest."""
-    return counts < jnp.max(counts)
 
 
 def minority_cosine(W: Float[Array, "k d"], counts: Float[Array, " k"]) -> Float[Array, ""]:

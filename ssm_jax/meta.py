@@ -64,7 +64,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from . import losses, model
+from . import losses, metrics, model
 from .config import Config, ConfigError
 from .dynamics import discrete, flow
 from .problem import Problem, class_counts_of, continuous_counts
@@ -98,11 +98,11 @@ class MetaGradient(NamedTuple):
 # --------------------------------------------------------------------------- objectives
 
 
-def minority_mask(problem: Problem) -> Float[Array, " k"]:
+def _minority_weights(problem: Problem) -> Float[Array, " k"]:
     """1.0 for minority classes (n_c < sqrt(n_max n_min), integer counts), else 0.0."""
     counts = jax.lax.stop_gradient(problem.example_counts())
     threshold = jnp.sqrt(jnp.max(counts) * jnp.min(counts))
-    return (counts < threshold).astype(counts.dtype)
+    return metrics.minority_mask(counts, threshold).astype(counts.dtype)
 
 
 def _masked_mean(values, mask):
@@ -129,13 +129,13 @@ def objective_value(name: str, outputs: Float[Array, "k n"], problem: Problem, p
         per_class = losses.class_means(per_example(outputs, onehot), onehot)
         if name == "balanced_loss":
             return jnp.mean(per_class)
-        return _masked_mean(per_class, minority_mask(problem))
+        return _masked_mean(per_class, _minority_weights(problem))
     if name == "balanced_accuracy":
         score = smooth_margin_score(outputs, problem, temperature)
         return jnp.mean(losses.class_means(score, onehot))
     if name == "own_output_gap":
         own = losses.class_means(jnp.sum(onehot * outputs, axis=0), onehot)
-        minority = minority_mask(problem)
+        minority = _minority_weights(problem)
         return _masked_mean(own, 1.0 - minority) - _masked_mean(own, minority)
     raise ConfigError(f"objective={name!r} is not one of {', '.join(map(repr, OBJECTIVES))}")
 
@@ -472,3 +472,50 @@ def learn(cfg: Config, objective: str = "balanced_loss", learn: str = "gamma", *
                 theta, state = new_theta, new_state
         return LearnResult(np.asarray(params[-1]), np.asarray(values), np.asarray(params),
                            diverged)
+
+
+def run_record(t1: float, learn: str, result: LearnResult) -> dict:
+    """One meta-optimisation stopped at ``t1`` as a JSON-ready record (see
+    :func:`learn_at_times`)."""
+    return {
+        "t1": t1,
+        "learned": result.learned,
+        "initial_value": result.objective[0],
+        "final_value": result.objective[-1],
+        "iterations": len(result.objective) - 1,
+        "diverged": result.diverged,
+        "history": {"objective": result.objective, learn: result.parameter},
+    }
+
+
+def learn_at_times(cfg: Config, objective: str, what: str, times: Sequence[float | None], *,
+                   iterations: int = 100, learning_rate: float = 0.05, optimizer: str = "adam",
+                   temperature: float = DEFAULT_TEMPERATURE, on_progress=None) -> dict:
+    """:func:`learn` ``what`` (gamma or weights) once per stopping time (``None``: ``cfg``'s
+    own T), every time checked before any run starts.
+
+    Returns ``{"objective", "learn", "meta_optimizer", "meta_lr", "temperature", "config",
+    "runs"}``, one :func:`run_record` per time plus ``"finished": True``.
+    ``on_progress(record)`` receives the record so far every 10 iterations (the current
+    run appended with ``"finished": False``) and after each time (e.g. to save it)."""
+    configs = [with_t1(cfg, t1) for t1 in times]
+    for c in configs:
+        check_objective(objective, c)
+    record = {"objective": objective, "learn": what, "meta_optimizer": optimizer,
+              "meta_lr": learning_rate, "temperature": temperature, "config": cfg.to_dict(),
+              "runs": []}
+    report = on_progress or (lambda _: None)
+    for c in configs:
+        t1 = stop_time(c)
+
+        def progress(i, values, parameters, t1=t1):
+            if i % 10 == 0:
+                partial = LearnResult(parameters[-1], values, parameters, False)
+                report({**record, "runs": [*record["runs"],
+                                           {**run_record(t1, what, partial), "finished": False}]})
+
+        result = learn(c, objective, what, iterations=iterations, learning_rate=learning_rate,
+                       optimizer=optimizer, temperature=temperature, callback=progress)
+        record["runs"].append({**run_record(t1, what, result), "finished": True})
+        report(record)
+    return record

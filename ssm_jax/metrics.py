@@ -12,11 +12,17 @@ Definitions (all over the real, unpadded examples):
 * ``learn_time[c]``: first time ``per_class_accuracy[c]`` reaches 0.5, and ``half_time[c]``:
   first time ``own_output[c]`` reaches 0.5; linearly interpolated between saved points,
   NaN (``null`` in JSON) if never reached.
+
+Majority and minority classes, and the minority/majority delay ratio read off learning
+times, are defined once here (:func:`majority_mask`, :func:`minority_mask`,
+:func:`delay_ratio`) for every experiment, figure and objective.
 """
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Bool, Float
 
 from .losses import class_max, class_means, class_sum
@@ -70,3 +76,44 @@ def first_crossing(t: Float[Array, " s"], values: Float[Array, "s ..."],
     fraction = jnp.where(v1 > v0, (threshold - v0) / jnp.where(v1 > v0, v1 - v0, 1.0), 1.0)
     crossing = jnp.where(index == 0, t[0], t0 + fraction * (t1 - t0))
     return jnp.where(ever, crossing, jnp.nan)
+
+
+def _as_array(counts):
+    # Traced and concrete JAX arrays stay JAX (jit/grad friendly); tuples become numpy.
+    return counts if isinstance(counts, jax.Array) else np.asarray(counts)
+
+
+def majority_mask(counts) -> Bool[Array, "... k"]:
+    """The majority classes: those whose count is the largest over the last axis.
+
+    ``counts`` (..., k), numpy, JAX or a sequence; the mask has the same shape."""
+    counts = _as_array(counts)
+    return counts == counts.max(axis=-1, keepdims=True)
+
+
+def minority_mask(counts, threshold=None) -> Bool[Array, "... k"]:
+    r"""The minority classes: real classes (``n_c > 0``) with ``n_c < threshold``.
+
+    The default threshold is the largest count over the last axis, so the minorities are
+    exactly the classes outside :func:`majority_mask`. The meta-objectives split a long
+    tail at :math:`\sqrt{n_{\max} n_{\min}}` instead. ``counts`` (..., k); zero counts are
+    the padded classes of a sweep over the number of classes."""
+    counts = _as_array(counts)
+    if threshold is None:
+        threshold = counts.max(axis=-1, keepdims=True)
+    return (counts < threshold) & (counts > 0)
+
+
+def delay_ratio(times, minority, majority=None, *, dtype=None) -> np.ndarray:
+    r"""The delay ratio :math:`\bar t_{\mathrm{min}} / \bar t_{\mathrm{maj}}`: mean minority
+    time over mean majority time.
+
+    ``times`` (..., k), e.g. ``learn_time`` per class (of several seeds); ``minority`` a
+    boolean mask (k,) over the last axis, ``majority`` its complement unless given (to
+    leave padded classes out). The means are taken in ``dtype`` (default: that of
+    ``times``). NaN where a class of either group never reached its time (NaN) or a group
+    is empty. Returns shape ``times.shape[:-1]``."""
+    times = np.asarray(times, dtype=dtype)
+    minority = np.asarray(minority, dtype=bool)
+    majority = ~minority if majority is None else np.asarray(majority, dtype=bool)
+    return times[..., minority].mean(-1) / times[..., majority].mean(-1)

@@ -1,4 +1,4 @@
-"""Real-data validation on the bundled digits (ssm_jax.digits, ``ssm-jax digits``).
+"""Real-data validation on the bundled digits (ssm_jax.experiments.digits, ``ssm-jax digits``).
 
 One quick end-to-end run through the CLI (150 steps, 3 seeds, every weighting) is shared by
 the claim tests; the rest check the pieces against exact results.
@@ -14,9 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ssm_jax import digits
 from ssm_jax.cli import EXIT_BAD_INPUT, main
 from ssm_jax.config import ConfigError
+from ssm_jax.experiments import digits
+from ssm_jax.experiments.digits import network
 
 QUICK = dict(steps=150, warmup=50, checkpoints=31, seeds=3, ufm_steps=1500)
 QUICK_ARGS = ["--steps", "150", "--warmup", "50", "--checkpoints", "31", "--seeds", "3",
@@ -102,12 +103,12 @@ def test_mode_strengths_match_label_svd_and_nc1_exact():
               "b": jnp.zeros(10, jnp.float32)}
     observe = digits.observe_fn(None, problem, None, problem, lambda p: 0.0)
     # Drive observe with given features by monkeypatching the feature map.
-    original = digits.penultimate
-    digits.penultimate = lambda p, x: jnp.asarray(feats, jnp.float32)
+    original = network.penultimate
+    network.penultimate = lambda p, x: jnp.asarray(feats, jnp.float32)
     try:
         seen = jax.jit(observe)(params)
     finally:
-        digits.penultimate = original
+        network.penultimate = original
     Y = np.asarray(problem.onehot(), dtype=np.float64)
     U, S, Vt = np.linalg.svd(Y, full_matrices=False)
     Z = np.asarray(params["W"], np.float64) @ feats

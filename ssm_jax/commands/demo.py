@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from .. import demo
+import os
+
+from ..experiments import demo
+from ..simulate import to_json_value, write_json
 
 
 def register(sub) -> None:
@@ -18,7 +21,18 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    summary = demo.main(args.out)
+    from ..plot import demo_figure
+
+    results = demo.run_demo()
+    first = next(iter(next(iter(results.values())).values()))
+    summary = demo.summarise(results)
+    demo.print_table(summary, first.class_counts)
+    os.makedirs(args.out, exist_ok=True)
+    figure, path = os.path.join(args.out, "demo.png"), os.path.join(args.out, "summary.json")
+    demo_figure(results, figure)
+    write_json(to_json_value({"class_counts": list(first.class_counts),
+                              "config": first.config.to_dict(), "runs": summary}), path)
+    print(f"wrote {figure} and {path}")
     diverged = [f"{loss}/{name}" for loss, runs in summary.items() for name, s in runs.items()
                 if s["diverged"]]
     if diverged:

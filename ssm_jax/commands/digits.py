@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 
-from .. import digits
 from ..cli import EXIT_DIVERGED
+from ..experiments import digits
+from ..simulate import write_json
 
 _DEFAULTS = digits.DigitsConfig()
 
@@ -82,14 +84,26 @@ def register(sub) -> None:
 
 
 def config_from_args(args) -> digits.DigitsConfig:
-    """A validated :class:`~ssm_jax.digits.DigitsConfig` (raises ConfigError on bad input)."""
+    """A validated :class:`~ssm_jax.experiments.digits.DigitsConfig` (raises ConfigError on
+    bad input)."""
     values = {field: getattr(args, field) for _, field, _, _ in OPTIONS}
     return digits.DigitsConfig(**values, x64=args.x64)
 
 
 def run(args) -> int:
     cfg = config_from_args(args)  # validated before anything runs or is written
-    result = digits.main(args.out, cfg, keep_params=args.save_params)
+    from ..plot import digits_figure
+
+    result = digits.run_digits(cfg)
+    digits.print_report(result)
+    os.makedirs(args.out, exist_ok=True)
+    write_json(result.to_dict(), os.path.join(args.out, "digits.json"))
+    digits_figure(result, os.path.join(args.out, "digits.png"))
+    written = ["digits.json", "digits.png"]
+    if args.save_params:
+        digits.save_params(result, os.path.join(args.out, "digits_params.npz"))
+        written.append("digits_params.npz")
+    print(f"wrote {', '.join(os.path.join(args.out, w) for w in written)}")
     if result.diverged:
         print("ssm-jax digits: some runs diverged (see 'diverged' in digits.json)")
         return EXIT_DIVERGED

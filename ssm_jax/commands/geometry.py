@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 import sys
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ..cli import EXIT_DIVERGED, _floats, add_simulate_options, config_from_args
@@ -35,38 +33,10 @@ def register(sub) -> None:
     parser.set_defaults(handler=run)
 
 
-def terminal_phase(cfg, weight_decays, gamma: float) -> dict:
-    """Final geometry of CE runs (``cfg``'s counts, dim, init, lr, steps) at each weight decay,
-    for ERM (gamma 0) and power weights ``gamma``: ``{label: {key: array (len(decays), ...)}}``
-    plus ``norm_ratio`` (mean majority over mean minority classifier norm)."""
-    from .. import numeric_of, problem_of, spec_of, trajectory_jit
-
-    cfg = cfg.replace(loss="ce", parametrization="sample", weighting="power", geometry=True,
-                      saves=2, keep_params=False)
-    with jax.enable_x64(cfg.x64):
-        spec, problem, numeric = spec_of(cfg), problem_of(cfg), numeric_of(cfg)
-        decays = jnp.asarray(weight_decays, numeric.lr.dtype)
-        m = len(weight_decays)
-        gammas = jnp.concatenate([jnp.zeros(m), jnp.full(m, gamma)]).astype(decays.dtype)
-        axes = jax.tree.map(lambda _: None, numeric)._replace(weight_decay=0, gamma=0)
-        batch = numeric._replace(weight_decay=jnp.concatenate([decays, decays]), gamma=gammas)
-        run = jax.vmap(lambda n: trajectory_jit(spec, problem, n, jax.random.PRNGKey(cfg.seed)),
-                       in_axes=(axes,))
-        geometry = jax.tree.map(lambda a: np.asarray(a)[:, -1], run(batch).geometry)
-        counts = np.asarray(problem.counts)
-    major = counts == counts.max()
-    out = {}
-    for i, label in enumerate(("erm", f"gamma={gamma:g}")):
-        g = {key: value[i * m:(i + 1) * m] for key, value in geometry.items()}
-        norms = g["classifier_norm"]
-        g["norm_ratio"] = norms[:, major].mean(axis=1) / norms[:, ~major].mean(axis=1)
-        out[label] = g
-    return out
-
-
 def run(args) -> int:
-    from .. import geometry as geo
-    from ..geometry_plots import geometry_figure, terminal_figure
+    from ..experiments.terminal import terminal_phase
+    from ..geometry import seli_norm_ratio
+    from ..plot import geometry_figure, terminal_figure
     from ..simulate import simulate, to_json_value, write_json
     from .simulate import print_summary
 
@@ -86,11 +56,7 @@ def run(args) -> int:
     if args.weight_decays is not None:
         decays = sorted(args.weight_decays, reverse=True)
         labelled = terminal_phase(cfg, decays, args.reweight_gamma)
-        w_norms, _ = geo.seli_norms(jnp.asarray(result.class_counts, float))
-        w_norms = np.asarray(w_norms)
-        major = np.asarray(result.class_counts) == max(result.class_counts)
-        seli_ratio = float(w_norms[major].mean() / w_norms[~major].mean()) if (~major).any() \
-            else 1.0
+        seli_ratio = seli_norm_ratio(result.class_counts)
         terminal_figure(decays, labelled, seli_ratio, os.path.join(args.out, "terminal.png"))
         write_json(to_json_value({"weight_decays": decays, "seli_norm_ratio": seli_ratio,
                     "runs": {label: {k: np.asarray(v) for k, v in g.items()}

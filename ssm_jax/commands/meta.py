@@ -47,87 +47,33 @@ def register(sub) -> None:
     parser.set_defaults(handler=run)
 
 
-def _run_record(t1, learn, result: meta.LearnResult) -> dict:
-    return {
-        "t1": t1,
-        "learned": result.learned,
-        "initial_value": result.objective[0],
-        "final_value": result.objective[-1],
-        "iterations": len(result.objective) - 1,
-        "diverged": result.diverged,
-        "history": {"objective": result.objective, learn: result.parameter},
-    }
-
-
-def meta_figure(record: dict, path) -> None:
-    """Objective history per stopping time (left) and the learned value against T (right)."""
-    from ..plots import plt  # selects the headless Agg backend
-
-    runs = record["runs"]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for i, r in enumerate(runs):
-        left.plot(r["history"]["objective"], color=f"C{i % 10}", label=f"T = {r['t1']:.4g}")
-    left.set_xlabel("meta-iteration")
-    left.set_ylabel(record["objective"])
-    left.legend(fontsize=8)
-    t = [r["t1"] for r in runs]
-    learned = np.asarray([r["learned"] for r in runs], dtype=float)
-    if record["learn"] == "gamma":
-        right.plot(t, learned, "o-")
-        right.set_ylabel("learned gamma")
-    else:
-        for c in range(learned.shape[1]):
-            right.plot(t, learned[:, c], "o-", lw=1, label=f"class {c}")
-        right.set_ylabel("learned weight")
-        right.legend(fontsize=7, ncol=2)
-    right.set_xlabel("stopping time T")
-    if len(t) > 1 and min(t) > 0:
-        right.set_xscale("log")
-    fig.suptitle(f"meta-learning {record['learn']} for {record['objective']}", fontsize=10)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def run(args) -> int:
+    from ..plot import meta_figure
+
     cfg = config_and_t1(args)
     times = args.times or (getattr(args, "t1", None),)
     if args.iterations < 0:
         raise ConfigError(f"iterations={args.iterations!r} must be an integer >= 0")
     if not (np.isfinite(args.meta_lr) and args.meta_lr > 0):
         raise ConfigError(f"meta_lr={args.meta_lr!r} is out of range: need meta_lr > 0")
-    # Validate every stopping time before any work (exit 2 writes nothing).
-    configs = [meta.with_t1(cfg, t1) for t1 in times]
-    for c in configs:
-        meta.check_objective(args.objective, c)
     path = os.path.join(args.out, "meta.json")
-    record = {"objective": args.objective, "learn": args.learn,
-              "meta_optimizer": args.meta_optimizer, "meta_lr": args.meta_lr,
-              "temperature": args.temperature, "config": cfg.to_dict(), "runs": []}
-    any_diverged = False
-    for c in configs:
-        t1 = meta.stop_time(c)
 
-        def save_progress(i, objective, parameter, t1=t1):
-            if i % 10 == 0:
-                partial = meta.LearnResult(parameter[-1], objective, parameter, False)
-                write_json(to_json_value({**record, "runs": record["runs"] + [
-                    {**_run_record(t1, args.learn, partial), "finished": False}]}), path)
-
-        result = meta.learn(c, args.objective, args.learn, iterations=args.iterations,
-                            learning_rate=args.meta_lr, optimizer=args.meta_optimizer,
-                            temperature=args.temperature, callback=save_progress)
-        any_diverged |= result.diverged
-        record["runs"].append({**_run_record(t1, args.learn, result), "finished": True})
+    def save(record) -> None:
         write_json(to_json_value(record), path)
-        learned = (f"{float(result.learned):.4f}" if args.learn == "gamma"
-                   else np.array2string(result.learned, precision=3))
-        print(f"T = {t1:<8.4g} {args.objective}: {result.objective[0]:.6g} -> "
-              f"{result.objective[-1]:.6g}   learned {args.learn} = {learned}")
+        last = record["runs"][-1]
+        if last["finished"]:
+            learned = (f"{float(last['learned']):.4f}" if args.learn == "gamma"
+                       else np.array2string(last["learned"], precision=3))
+            print(f"T = {last['t1']:<8.4g} {args.objective}: {last['initial_value']:.6g} -> "
+                  f"{last['final_value']:.6g}   learned {args.learn} = {learned}")
+
+    record = meta.learn_at_times(cfg, args.objective, args.learn, times,
+                                 iterations=args.iterations, learning_rate=args.meta_lr,
+                                 optimizer=args.meta_optimizer, temperature=args.temperature,
+                                 on_progress=save)
     meta_figure(record, os.path.join(args.out, "meta.png"))
     print(f"wrote {path} and {os.path.join(args.out, 'meta.png')}")
-    if any_diverged:
+    if any(r["diverged"] for r in record["runs"]):
         print("ssm-jax meta: a run diverged during meta-optimisation (see 'diverged' in the "
               "JSON); try a smaller --lr or --meta-lr", file=sys.stderr)
         return EXIT_DIVERGED

@@ -20,7 +20,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..sweep_plots import plot_sweep
+    from ..plot import plot_sweep
 
     for path in plot_sweep(args.path, args.out, time=args.time, selections=args.select):
         print(f"wrote {path}")

@@ -11,15 +11,10 @@ import itertools
 import json
 import os
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .config import ConfigError  # noqa: E402
-from .sweep import delay_ratio, load  # noqa: E402
+from ..config import ConfigError
+from ..sweep import delay_ratio, load
 
 MAX_PANELS = 24
 PLOT_DIMS = ("ratio", "gamma")
@@ -50,6 +45,8 @@ def delay_heatmap(ds, time: str = "learn_time"):
     """Figure: median (over seeds) minority/majority delay ratio, ``ratio`` down and
     ``gamma`` across, log colour scale centred on 1 (equal delays). NaN cells (a class
     never learned, or no minority) are left grey and marked."""
+    import matplotlib.pyplot as plt
+
     delay = _with_plot_dims(delay_ratio(ds, time), ds)
     if "seed" in delay.dims:
         delay = delay.median("seed", skipna=True)
@@ -88,6 +85,8 @@ def delay_heatmap(ds, time: str = "learn_time"):
 def accuracy_over_time(ds):
     """Figure: balanced accuracy against t, one line per gamma (mean over seeds, min-max
     band), one panel per ratio (and per value of any other swept dimension)."""
+    import matplotlib.pyplot as plt
+
     acc = _with_plot_dims(ds["balanced_accuracy"], ds)
     t = _with_plot_dims(ds["t"], ds)
     panels = _panels(acc.isel(gamma=0, drop=True), ("ratio", "seed", "save"))
@@ -160,6 +159,8 @@ def plot_sweep(path, out_dir=None, *, time: str = "learn_time",
                selections: list[str] | None = None) -> list[str]:
     """Write ``<stem>_delay.png`` and ``<stem>_accuracy.png`` for the sweep file ``path``
     (next to it, or in ``out_dir``); returns the paths written."""
+    import matplotlib.pyplot as plt
+
     path = os.fspath(path)
     if not os.path.exists(path):
         raise ConfigError(f"{path!r} does not exist")

@@ -3,19 +3,16 @@ and the terminal phase over decreasing weight decay."""
 
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .plots import majority_mask  # noqa: E402
+from ..metrics import majority_mask
 
 
 def geometry_figure(result, path) -> None:
     """Three panels over time: collapse distances (NC1, NC2 ETF/SELI, NC3), per-class
     classifier and feature norms (majority blue, minority red), minority cosine."""
+    import matplotlib.pyplot as plt
+
     tr, g = result.trajectory, result.trajectory.geometry
     major = majority_mask(result.class_counts)
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
@@ -51,6 +48,8 @@ def terminal_figure(weight_decays, labelled: dict, seli_ratio: float, path) -> N
     classifier Gram to SELI and to the ETF, and the majority/minority classifier-norm ratio
     against SELI's value. ``labelled[label]`` is a dict of final geometry arrays (one row per
     weight decay) plus ``"norm_ratio"``."""
+    import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     for i, (label, g) in enumerate(labelled.items()):
         color = f"C{i}"

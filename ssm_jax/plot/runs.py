@@ -1,20 +1,8 @@
-"""Figures. Every function draws on axes it is given or returns a new figure; nothing is
-shown, so plotting works headless (the Agg backend is selected on import)."""
+"""Figures of single runs (:class:`ssm_jax.Result`): per-class accuracy over time."""
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-
-def majority_mask(class_counts) -> np.ndarray:
-    """Boolean mask of the majority classes (those with the largest count)."""
-    counts = np.asarray(class_counts)
-    return counts == counts.max()
+from ..metrics import majority_mask
 
 
 def class_accuracy_panel(ax, result, title: str | None = None) -> None:
@@ -38,7 +26,10 @@ def class_accuracy_panel(ax, result, title: str | None = None) -> None:
 
 
 def demo_figure(results: dict, path) -> None:
-    """Grid of class-accuracy panels: one row per loss, one column per weighting."""
+    """Grid of class-accuracy panels: one row per loss, one column per weighting, of
+    ``results[loss][weighting]`` (a :class:`~ssm_jax.Result`), saved to ``path``."""
+    import matplotlib.pyplot as plt
+
     losses = list(results)
     names = list(results[losses[0]])
     fig, axes = plt.subplots(len(losses), len(names), figsize=(4 * len(names), 3.2 * len(losses)),

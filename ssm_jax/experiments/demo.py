@@ -6,21 +6,13 @@ power-law weights with gamma = 1/2 and gamma = 1, same initialisation for every 
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
-from .config import Config
-from .plots import demo_figure, majority_mask
-from .simulate import simulate, to_json_value, write_json
+from ..config import Config
+from ..metrics import delay_ratio, majority_mask, minority_mask
+from ..simulate import simulate
 
 WEIGHTINGS = {"erm": 0.0, "gamma=1/2": 0.5, "gamma=1": 1.0}
-
-
-def delay_ratio(times: np.ndarray, class_counts) -> float:
-    """Mean minority time / mean majority time (NaN if a class never gets there)."""
-    major = majority_mask(class_counts)
-    return float(np.mean(times[~major]) / np.mean(times[major]))
 
 
 def run_demo(base: Config | None = None, losses=("mse", "ce")) -> dict:
@@ -37,21 +29,24 @@ def run_demo(base: Config | None = None, losses=("mse", "ce")) -> dict:
 
 
 def summarise(results: dict) -> dict:
+    """``{loss: {name: {...}}}``: learning times, their majority/minority means and delay
+    ratios (:func:`ssm_jax.metrics.delay_ratio`), final balanced accuracy, divergence."""
     summary = {}
     for loss, by_name in results.items():
         summary[loss] = {}
         for name, res in by_name.items():
             tr = res.trajectory
             major = majority_mask(res.class_counts)
+            minor = minority_mask(res.class_counts)
             summary[loss][name] = {
                 "gamma": res.config.gamma,
                 "weights": tr.weights,
                 "learn_time": tr.learn_time,
                 "half_time": tr.half_time,
                 "majority_learn_time": float(np.mean(tr.learn_time[major])),
-                "minority_learn_time": float(np.mean(tr.learn_time[~major])),
-                "learn_delay_ratio": delay_ratio(tr.learn_time, res.class_counts),
-                "half_delay_ratio": delay_ratio(tr.half_time, res.class_counts),
+                "minority_learn_time": float(np.mean(tr.learn_time[minor])),
+                "learn_delay_ratio": float(delay_ratio(tr.learn_time, minor)),
+                "half_delay_ratio": float(delay_ratio(tr.half_time, minor)),
                 "final_balanced_accuracy": float(tr.balanced_accuracy[-1]),
                 "diverged": res.diverged,
             }
@@ -59,6 +54,7 @@ def summarise(results: dict) -> dict:
 
 
 def print_table(summary: dict, class_counts) -> None:
+    """The summary as a table: one row per (loss, weighting)."""
     print(f"step imbalance, class counts {list(class_counts)}")
     print("learn_time: first time a class's accuracy reaches 0.5; half_time: its own output "
           "reaches 0.5")
@@ -72,17 +68,3 @@ def print_table(summary: dict, class_counts) -> None:
                   f"{s['minority_learn_time']:>10.4g}{s['learn_delay_ratio']:>8.3g}"
                   f"{s['half_delay_ratio']:>12.3g}{s['final_balanced_accuracy']:>15.3f}")
     print("delay = mean minority learn_time / mean majority learn_time (1 = no delay)")
-
-
-def main(out_dir: str = "demo_out", base: Config | None = None) -> dict:
-    results = run_demo(base)
-    first = next(iter(next(iter(results.values())).values()))
-    summary = summarise(results)
-    print_table(summary, first.class_counts)
-    os.makedirs(out_dir, exist_ok=True)
-    demo_figure(results, os.path.join(out_dir, "demo.png"))
-    data = {"class_counts": list(first.class_counts), "config": first.config.to_dict(),
-            "runs": summary}
-    write_json(to_json_value(data), os.path.join(out_dir, "summary.json"))
-    print(f"wrote {os.path.join(out_dir, 'demo.png')} and {os.path.join(out_dir, 'summary.json')}")
-    return summary

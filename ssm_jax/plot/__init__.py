@@ -1,0 +1,27 @@
+"""Figures of runs, sweeps, the neural-collapse geometry, meta-learning and the digits
+experiment.
+
+pyplot is imported inside the drawing functions and no backend is chosen here, so a
+notebook keeps its inline backend; the command line selects the headless Agg backend.
+Every function draws on axes it is given or builds a figure that it saves to a path or
+returns; nothing is shown.
+"""
+
+from .digits import digits_figure
+from .geometry import geometry_figure, terminal_figure
+from .meta import meta_figure
+from .runs import class_accuracy_panel, demo_figure
+from .sweeps import accuracy_over_time, delay_heatmap, plot_sweep, select
+
+__all__ = [
+    "accuracy_over_time",
+    "class_accuracy_panel",
+    "delay_heatmap",
+    "demo_figure",
+    "digits_figure",
+    "geometry_figure",
+    "meta_figure",
+    "plot_sweep",
+    "select",
+    "terminal_figure",
+]
