@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from ..experiments import demo
-from ..simulate import to_json_value, write_json
+from ..io import to_json_value, write_json
 
 
 def register(sub) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..cli import EXIT_DIVERGED
 from ..experiments import digits
-from ..simulate import write_json
+from ..io import write_json
+from .arguments import EXIT_DIVERGED
 
 _DEFAULTS = digits.DigitsConfig()
 

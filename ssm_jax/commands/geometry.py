@@ -13,8 +13,8 @@ import sys
 
 import numpy as np
 
-from ..cli import EXIT_DIVERGED, _floats, add_simulate_options, config_from_args
 from ..config import ConfigError
+from .arguments import EXIT_DIVERGED, _floats, add_simulate_options, config_from_args
 
 
 def register(sub) -> None:

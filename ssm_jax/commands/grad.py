@@ -7,8 +7,8 @@ import sys
 import numpy as np
 
 from .. import meta
-from ..cli import EXIT_DIVERGED, add_simulate_options, config_from_args
-from ..simulate import to_json_value, write_json
+from ..io import to_json_value, write_json
+from .arguments import EXIT_DIVERGED, add_simulate_options, config_from_args
 
 
 def _names(text: str) -> tuple[str, ...]:

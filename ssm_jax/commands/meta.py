@@ -9,9 +9,9 @@ import sys
 import numpy as np
 
 from .. import meta
-from ..cli import EXIT_DIVERGED, add_simulate_options
 from ..config import ConfigError
-from ..simulate import to_json_value, write_json
+from ..io import to_json_value, write_json
+from .arguments import EXIT_DIVERGED, add_simulate_options
 from .grad import add_meta_options, config_and_t1
 
 

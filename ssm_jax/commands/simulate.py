@@ -6,9 +6,9 @@ import sys
 
 import numpy as np
 
-from ..cli import EXIT_DIVERGED, add_option, add_simulate_options, config_from_args
 from ..config import OPTIONS
 from ..simulate import flow_json, simulate, write_json
+from .arguments import EXIT_DIVERGED, add_option, add_simulate_options, config_from_args
 
 
 def register(sub) -> None:

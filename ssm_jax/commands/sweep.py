@@ -8,8 +8,8 @@ import time
 import numpy as np
 
 from .. import sweep as sweeping
-from ..cli import EXIT_DIVERGED, SIMULATE_OPTIONS
 from ..config import ConfigError
+from .arguments import EXIT_DIVERGED, SIMULATE_OPTIONS, help_of
 
 
 def register(sub) -> None:
@@ -26,11 +26,9 @@ def register(sub) -> None:
     sweepable = set(sweeping.sweepable_fields())
     group = parser.add_argument_group("run configuration (lists allowed where marked [list])")
     for opt in SIMULATE_OPTIONS:
-        default = opt.default
-        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         mark = " [list]" if opt.name in sweepable else ""
         group.add_argument(opt.flag, dest=opt.name, default=None, metavar="VALUE",
-                           help=f"{opt.help}{mark} (default: {shown})")
+                           help=help_of(opt, mark))
     group.add_argument("--seeds", type=int, default=None, metavar="N",
                        help="sweep over seeds 0..N-1 (instead of --seed)")
     group.add_argument("--x64", action="store_true", default=None, help="compute in float64")
