@@ -1,4 +1,4 @@
-"""A float64 reference set: about 30 small runs that pin the package's numbers.
+"""A float64 reference set: 27 small runs that pin the package's numbers.
 
 Each case is a name and a function of no arguments returning a flat ``{key: array}`` record.
 The cases use only the public API that outlives internal reorganisations: ``Config``,
@@ -24,8 +24,9 @@ from ssm_jax import Config, meta, simulate, sweep
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "reference.npz")
 
-# Four classes (2 x 20 + 2 x 5 examples), d = 8, 40 steps saved 11 times: about a second a
-# run, yet long enough for the classes to be learned at different times.
+# Four classes (2 x 20 + 2 x 5 examples), d = 8, 40 steps saved 11 times: milliseconds a run
+# (a case costs its compilation, 3-10 s), yet long enough for the classes to be learned at
+# different times.
 BASE = Config(k_major=2, k_minor=2, n_major=20, ratio=4.0, dim=8, steps=40, saves=11,
               x64=True)
 CE = BASE.replace(loss="ce", lr=2.0, init_scale=0.1)

@@ -1,9 +1,9 @@
 """The package reproduces its float64 reference set to 1e-12.
 
-What this protects: the numbers. ``tests/data/reference.npz`` holds about 30 small runs
+What this protects: the numbers. ``tests/data/reference.npz`` holds 27 small runs
 (``tests/reference_cases.py``: every loss, method, flow solver, parametrisation, weighting
 and profile, bias, weight decay, depth, aligned init, the reduced simulator on and off,
-geometry, kept parameters, a diverging run, two sweeps and five meta-gradients), computed
+geometry, kept parameters, a diverging run, two sweeps and four meta-gradients), computed
 in float64 through the public API only. A refactoring must reproduce every array to
 ``rtol = atol = 1e-12`` (NaN where NaN was) and produce exactly the same keys, so a
 restructuring that moves code, renames internals or reorders operations passes, and one
