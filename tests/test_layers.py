@@ -10,7 +10,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 def test_import_contracts_are_kept():
     lint = pathlib.Path(sys.executable).with_name("lint-imports")
-    done = subprocess.run([str(lint), "--no-cache", "--config", str(ROOT / "pyproject.toml")], cwd=ROOT,
+    command = [str(lint), "--no-cache", "--config", str(ROOT / "pyproject.toml")]
+    done = subprocess.run(command, cwd=ROOT,
                           capture_output=True, text=True, timeout=300,
                           env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     report = done.stdout + done.stderr
