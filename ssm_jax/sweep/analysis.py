@@ -66,7 +66,8 @@ def select(ds, selections: list[str] | None):
         dim, sep, text = item.partition("=")
         if not sep:
             raise ConfigError(f"--select {item!r}: expected DIM=VALUE")
-        ds = ds.sel({dim: _typed(ds, dim.strip(), text.strip())})
+        dim = dim.strip()
+        ds = ds.sel({dim: _typed(ds, dim, text.strip())})
     return ds
 
 
