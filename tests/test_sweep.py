@@ -241,6 +241,17 @@ def test_delay_ratio_by_hand(x64_sweep):
     assert delay.sel(ratio=1.0).isnull().all()  # balanced: no minority
 
 
+def test_select_reads_values_as_the_coordinates_they_name(x64_sweep):
+    _, ds, _ = x64_sweep
+    xr.testing.assert_identical(sweep.select(ds, None), ds)
+    xr.testing.assert_identical(sweep.select(ds, ["ratio=6", " gamma = 1.0 "]),
+                                ds.sel(ratio=6.0, gamma=1.0))
+    for bad, needle in (("ratio", "expected DIM=VALUE"), ("ratio=x", "need a number"),
+                        ("ratio=4", "not one of"), ("lr=2", "'lr' is not a dimension")):
+        with pytest.raises(ConfigError, match=needle):
+            sweep.select(ds, [bad])
+
+
 def test_cli_sweep_padded_momentum_bias_and_divergence(tmp_path, capsys):
     out = tmp_path / "momentum.nc"
     args = ["sweep", "--k-major", "2", "--k-minor", "2", "--n-major", "12", "--dim", "4",

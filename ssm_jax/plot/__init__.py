@@ -11,7 +11,7 @@ from .digits import digits_figure
 from .geometry import geometry_figure, terminal_figure
 from .meta import meta_figure
 from .runs import class_accuracy_panel, demo_figure
-from .sweeps import accuracy_over_time, delay_heatmap, plot_sweep, select
+from .sweeps import accuracy_over_time, delay_heatmap, plot_sweep
 
 __all__ = [
     "accuracy_over_time",
@@ -22,6 +22,5 @@ __all__ = [
     "geometry_figure",
     "meta_figure",
     "plot_sweep",
-    "select",
     "terminal_figure",
 ]

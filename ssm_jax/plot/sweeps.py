@@ -14,7 +14,7 @@ import os
 import numpy as np
 
 from ..config import ConfigError
-from ..sweep import delay_ratio, load
+from ..sweep import delay_ratio, load, select
 
 MAX_PANELS = 24
 PLOT_DIMS = ("ratio", "gamma")
@@ -122,37 +122,6 @@ def accuracy_over_time(ds):
     axes.flat[0].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig
-
-
-def _typed(ds, dim: str, text: str):
-    if dim not in ds.dims:
-        raise ConfigError(f"--select {dim}={text}: {dim!r} is not a dimension of the sweep "
-                          f"(dimensions: {', '.join(map(str, ds.dims))})")
-    values = ds[dim].values
-    if values.dtype.kind in "fiu":
-        try:
-            number = float(text)
-        except ValueError:
-            raise ConfigError(f"--select {dim}={text}: need a number") from None
-        match = values[np.isclose(values, number)]
-        if not match.size:
-            raise ConfigError(f"--select {dim}={text}: not one of {list(values)}")
-        return match[0]
-    if values.dtype.kind == "b":
-        return text.lower() in ("1", "true", "yes", "on")
-    if text not in values:
-        raise ConfigError(f"--select {dim}={text}: not one of {list(values)}")
-    return text
-
-
-def select(ds, selections: list[str] | None):
-    """``ds.sel`` from ``["dim=value", ...]`` (a value picks the matching coordinate)."""
-    for item in selections or []:
-        dim, sep, text = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--select {item!r}: expected DIM=VALUE")
-        ds = ds.sel({dim: _typed(ds, dim.strip(), text.strip())})
-    return ds
 
 
 def plot_sweep(path, out_dir=None, *, time: str = "learn_time",

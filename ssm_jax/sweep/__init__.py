@@ -38,7 +38,7 @@ sweep), :mod:`~ssm_jax.sweep.netcdf` (the finished file), :mod:`~ssm_jax.sweep.r
 results).
 """
 
-from .analysis import config_of, delay_ratio, load
+from .analysis import config_of, delay_ratio, load, select
 from .definition import (
     Sweep,
     dim_name,
@@ -107,6 +107,7 @@ __all__ = [
     "run",
     "run_flops",
     "run_sharding",
+    "select",
     "sweep_from_options",
     "sweepable_fields",
     "uses_lapack",

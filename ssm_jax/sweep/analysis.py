@@ -1,4 +1,5 @@
-"""Reading a finished sweep: the Dataset, the Config of any run, and delay ratios."""
+"""Reading a finished sweep: the Dataset, a slice of it, the Config of any run, and delay
+ratios."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 
 import numpy as np
 
+from .. import metrics
 from ..config import Config, ConfigError
 from .definition import dim_name
 
@@ -32,6 +34,43 @@ def load(path, *, lazy: bool = False):
     return ds
 
 
+def _typed(ds, dim: str, text: str):
+    """The coordinate of ``ds[dim]`` that the text ``text`` names."""
+    if dim not in ds.dims:
+        raise ConfigError(f"--select {dim}={text}: {dim!r} is not a dimension of the sweep "
+                          f"(dimensions: {', '.join(map(str, ds.dims))})")
+    values = ds[dim].values
+    if values.dtype.kind in "fiu":
+        try:
+            number = float(text)
+        except ValueError:
+            raise ConfigError(f"--select {dim}={text}: need a number") from None
+        match = values[np.isclose(values, number)]
+        if not match.size:
+            raise ConfigError(f"--select {dim}={text}: not one of {list(values)}")
+        return match[0]
+    if values.dtype.kind == "b":
+        return text.lower() in ("1", "true", "yes", "on")
+    if text not in values:
+        raise ConfigError(f"--select {dim}={text}: not one of {list(values)}")
+    return text
+
+
+def select(ds, selections: list[str] | None):
+    """``ds.sel`` from ``["dim=value", ...]``, the strings of ``ssm-jax plot --select``.
+
+    A value picks the matching coordinate: numbers within ``np.isclose``, booleans from
+    ``1/true/yes/on``, strings exactly. An unknown dimension or value raises
+    :class:`~ssm_jax.config.ConfigError` naming it; ``None`` or ``[]`` selects nothing."""
+    for item in selections or []:
+        dim, sep, text = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--select {item!r}: expected DIM=VALUE")
+        dim = dim.strip()
+        ds = ds.sel({dim: _typed(ds, dim, text.strip())})
+    return ds
+
+
 def config_of(ds, **point) -> Config:
     """The Config of one run of a loaded sweep, e.g. ``config_of(ds, ratio=10, seed=0)``."""
     base = json.loads(ds.attrs["config"])
@@ -53,17 +92,35 @@ def config_of(ds, **point) -> Config:
 def delay_ratio(ds, time: str = "learn_time"):
     """Minority/majority delay ratio of every run: mean ``time`` (learn_time or half_time)
     of the minority classes over that of the majority classes (those with the largest
-    count). NaN when a class never reached the threshold or the run is balanced."""
-    counts = ds["class_counts"]
-    majority = counts == counts.max("class")
-    minority = (~majority) & (counts > 0)
-    values = ds[time]
-    # A never-reached time (NaN) in any real class makes the ratio NaN.
-    never = (values.isnull() & (counts > 0)).any("class")
-    major = values.where(majority).mean("class")
-    minor = values.where(minority).mean("class")
-    ratio = (minor / major).where(~never & minority.any("class"))
+    count), as :func:`ssm_jax.metrics.delay_ratio` defines it. Padded classes (count 0) are
+    in neither group. NaN when a class never reached the threshold or the run is balanced.
+
+    Returns a DataArray over every dimension of ``ds[time]`` but ``class``."""
+    import xarray as xr
+
+    ratio = xr.apply_ufunc(_delay_ratio_by_counts, ds[time], ds["class_counts"],
+                           input_core_dims=[["class"], ["class"]])
     ratio.name = f"delay_ratio_{time}"
     ratio.attrs["description"] = (f"mean {time} of the minority classes / mean {time} of the "
                                   f"majority classes; NaN if a class never reached it")
     return ratio
+
+
+def _delay_ratio_by_counts(times: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """:func:`ssm_jax.metrics.delay_ratio` of runs ``times`` (..., k) whose class counts
+    (..., k) differ from run to run. Runs with the same counts share their masks, so this is
+    one vectorised call per distinct count vector (a handful in a sweep), not one per run.
+    NaN for runs without a minority class (balanced)."""
+    times, counts = np.broadcast_arrays(times, counts)
+    runs_shape, k = times.shape[:-1], times.shape[-1]
+    times, counts = times.reshape(-1, k), counts.reshape(-1, k)
+    distinct, which = np.unique(counts, axis=0, return_inverse=True)
+    which = which.reshape(-1)
+    ratio = np.full(len(times), np.nan, times.dtype)
+    for index, class_counts in enumerate(distinct):
+        minority = metrics.minority_mask(class_counts)
+        if minority.any():
+            runs = which == index
+            ratio[runs] = metrics.delay_ratio(times[runs], minority,
+                                              metrics.majority_mask(class_counts))
+    return ratio.reshape(runs_shape)

@@ -1,0 +1,274 @@
+r"""Differentiating a run: a meta-objective at the stopping time T and its gradient.
+
+The objective (:mod:`ssm_jax.meta.objectives`) is evaluated as a pure function of the
+run's arrays (a :class:`~ssm_jax.simulate.Spec`, a :class:`~ssm_jax.problem.Problem`, a
+:class:`~ssm_jax.simulate.Numeric` and a PRNG key) and differentiated with
+``jax.value_and_grad``, so a whole sweep of gradients is one ``vmap``-ed call
+(:func:`value_and_grad`); :func:`gradient` does the same from a
+:class:`~ssm_jax.config.Config`.
+
+Gradients (the names of ``--wrt``) are taken at the configuration's values:
+
+* ``gamma``, ``beta``, ``init_scale``, ``lr``, ``momentum``, ``weight_decay``: the numeric
+  fields of the run. ``lr`` is varied **at a fixed number of steps** (so ``T = lr × steps``
+  moves with it).
+* ``weights``: the explicit (un-normalised) per-class weight vector (needs
+  ``weighting='explicit'``); its gradient is a list, one entry per class.
+* ``ratio``: the examples stay fixed (labels, number of examples per class) and only the
+  class counts that enter the weights and their normalisation are moved, through the
+  smooth counts of :func:`ssm_jax.problem.continuous_counts` (no rounding); for the
+  logit-adjusted losses (``la``, ``vs``) the priors move with them too. Under ERM with
+  ``mse``/``ce`` the run does not depend on these counts, so this gradient is 0.
+* ``t1``, the stopping time T, at fixed ``lr``. For a discrete run (time ``t = lr × step``)
+  we define the run at non-grid times by the straight line from each iterate along its
+  next update, :math:`\theta(T + s) = \theta_N + (s/\mathrm{lr})\,u_N` for
+  :math:`0 \le s \le \mathrm{lr}`, where :math:`u_N` is the optimiser's update at
+  :math:`\theta_N` (for plain GD :math:`u_N = -\mathrm{lr}\,\nabla L(\theta_N)`). The
+  derivative in T is the right derivative of the objective along this line at s = 0:
+  :math:`\partial_T J = \langle \nabla_\theta J(\theta_N), u_N/\mathrm{lr}\rangle`, which
+  for GD is :math:`\langle\nabla_\theta J, -\nabla L(\theta_N)\rangle`, the same formula
+  as for gradient flow.
+
+Memory: the discrete route runs with ``remat=True`` (nested checkpointed scans, see
+:func:`ssm_jax.dynamics.discrete.checkpointed_scan`), so the memory of a gradient grows
+only logarithmically with the number of steps (``benchmarks/meta_memory.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from .. import model
+from ..config import Config, ConfigError
+from ..dynamics import discrete, flow
+from ..problem import Problem, continuous_counts
+from ..simulate import (
+    Numeric,
+    Spec,
+    initial_params,
+    numeric_of,
+    objective_fn,
+    objective_parts,
+    omega_of,
+    per_example_loss,
+    problem_of,
+    spec_of,
+)
+from .objectives import DEFAULT_TEMPERATURE, check_objective, objective_value
+
+WRT = ("gamma", "beta", "weights", "ratio", "init_scale", "lr", "momentum", "weight_decay", "t1")
+NUMERIC_WRT = ("gamma", "beta", "weights", "init_scale", "lr", "momentum", "weight_decay")
+
+
+class MetaGradient(NamedTuple):
+    """Value of a meta-objective at T, its gradient (name -> array), and divergence."""
+
+    value: Array
+    gradient: dict
+    diverged_step: Array
+
+
+
+def final_params(spec: Spec, problem: Problem, numeric: Numeric, key: PRNGKeyArray,
+                 t_offset=0.0):
+    """Parameters at ``T + t_offset``, the class weights and the divergence step (-1 if none).
+
+    ``t_offset`` is a traced time offset along the continuous-time interpolation (module
+    docstring); its derivative at 0 is the derivative in T at fixed lr.
+    """
+    omega = omega_of(spec, problem, numeric)
+    params0 = initial_params(spec, problem, numeric, omega, key)
+    objective = objective_fn(spec, problem, numeric, omega)
+    observe = lambda p: {"loss": objective(p)}  # noqa: E731
+    if spec.method == "flow":
+        t1 = numeric.lr * spec.steps if numeric.t1 is None else numeric.t1
+        _, params, stats = flow.run(
+            objective, observe, params0, t1 + t_offset, 2, solver=spec.solver,
+            rtol=spec.rtol, atol=spec.atol, max_steps=spec.max_steps, adjoint=spec.adjoint,
+        )
+        diverged = jnp.where(stats.failed, stats.num_accepted_steps, -1).astype(jnp.int32)
+        return params, omega, diverged
+    opt = discrete.optimizer(spec.method, numeric.lr, numeric.momentum)
+    _, params, diverged, state = discrete.run(
+        objective_parts(spec, problem, numeric, omega), observe, params0, opt, spec.steps, 2,
+        remat=spec.remat, return_state=True, has_aux=True,
+    )
+    updates, _ = opt.update(jax.grad(objective)(params), state, params)
+    params = jax.tree.map(lambda p, u: p + (t_offset / numeric.lr) * u, params, updates)
+    return params, omega, diverged
+
+
+def value(spec: Spec, problem: Problem, numeric: Numeric, key: PRNGKeyArray, *,
+          objective: str = "balanced_loss", temperature: float = DEFAULT_TEMPERATURE,
+          t_offset=0.0) -> tuple[Array, Array]:
+    """``(objective value at T + t_offset, diverged_step)``: pure, jit/vmap/grad-able."""
+    params, omega, diverged = final_params(spec, problem, numeric, key, t_offset)
+    feats = model.features(params, problem, omega, spec.parametrization)
+    outputs = model.outputs(params, feats)
+    per_example = per_example_loss(spec, problem, numeric)
+    return objective_value(objective, outputs, problem, per_example, temperature), diverged
+
+
+def value_and_grad(spec: Spec, problem: Problem, numeric: Numeric, key: PRNGKeyArray, *,
+                   objective: str = "balanced_loss", wrt: Sequence[str] = ("gamma",),
+                   temperature: float = DEFAULT_TEMPERATURE,
+                   ratio_tangent: Float[Array, " k"] | None = None,
+                   t_offset=0.0) -> MetaGradient:
+    """Value of ``objective`` at T and its gradient with respect to ``wrt``. Pure.
+
+    Args:
+        spec, problem, numeric, key: the run (as for :func:`ssm_jax.simulate.trajectory`).
+        objective: one of :data:`OBJECTIVES`.
+        wrt: names from :data:`WRT`. ``"ratio"`` needs ``ratio_tangent``.
+        temperature: of the ``balanced_accuracy`` surrogate.
+        ratio_tangent: ``d problem.counts / d ratio`` (k,), from :func:`ratio_tangent_of`;
+            the ratio gradient is the counts gradient contracted with it.
+        t_offset: evaluate at ``T + t_offset`` along the interpolation of the module
+            docstring (traced; 0 by default, e.g. for finite differences in T).
+
+    Returns:
+        :class:`MetaGradient` with ``gradient[name]`` a scalar (or (k,) for ``weights``).
+
+    ``objective``, ``wrt`` and ``temperature`` are static; vmap over ``problem``,
+    ``numeric``, ``key`` (and ``ratio_tangent``) for a sweep of gradients in one call.
+    Use :data:`value_and_grad_jit` (spec, objective, wrt, temperature static).
+    """
+    wrt = tuple(wrt)
+    check_wrt(wrt)
+    if "ratio" in wrt and ratio_tangent is None:
+        raise ConfigError("wrt='ratio' needs ratio_tangent (see ratio_tangent_of)")
+    dtype = numeric.lr.dtype
+    inputs = {name: getattr(numeric, name) for name in wrt if name in NUMERIC_WRT}
+    if "ratio" in wrt:
+        inputs["counts"] = problem.counts
+    if "t1" in wrt:
+        inputs["t1"] = jnp.zeros((), dtype)
+
+    def f(inputs):
+        num = numeric._replace(**{n: v for n, v in inputs.items() if n in NUMERIC_WRT})
+        prob = problem._replace(counts=inputs.get("counts", problem.counts))
+        return value(spec, prob, num, key, objective=objective, temperature=temperature,
+                     t_offset=inputs.get("t1", 0.0) + t_offset)
+
+    (val, diverged), grads = jax.value_and_grad(f, has_aux=True)(inputs)
+    if "ratio" in wrt:
+        grads["ratio"] = jnp.dot(grads.pop("counts"), ratio_tangent)
+    return MetaGradient(val, {name: grads[name] for name in wrt}, diverged)
+
+
+value_and_grad_jit = jax.jit(value_and_grad, static_argnums=0,
+                             static_argnames=("objective", "wrt", "temperature"))
+
+
+def check_wrt(wrt: Sequence[str]) -> None:
+    """Raise :class:`ConfigError` for an unknown or repeated gradient name."""
+    if not wrt:
+        raise ConfigError(f"wrt is empty: give one or more of {', '.join(WRT)}")
+    for name in wrt:
+        if name not in WRT:
+            raise ConfigError(f"wrt={name!r} is not one of {', '.join(map(repr, WRT))}")
+    if len(set(wrt)) != len(wrt):
+        raise ConfigError(f"wrt={list(wrt)!r} names an option twice")
+
+
+
+def is_flow(cfg: Config) -> bool:
+    """Whether a configuration runs gradient flow (diffrax) rather than discrete steps."""
+    return cfg.method == "flow"
+
+
+def stop_time(cfg: Config) -> float:
+    """The stopping time T of a configuration: ``t1`` if set, else ``lr × steps``."""
+    t1 = getattr(cfg, "t1", None)
+    return float(t1) if t1 is not None else float(cfg.lr * cfg.steps)
+
+
+def with_t1(cfg: Config, t1: float | None) -> Config:
+    """``cfg`` stopped at time ``t1``. For a discrete run, steps = t1 / lr, which must be a
+    whole number; for gradient flow, ``t1`` itself."""
+    if t1 is None:
+        return cfg
+    if isinstance(t1, bool) or not isinstance(t1, (int, float)) or not np.isfinite(t1) \
+            or t1 <= 0:
+        raise ConfigError(f"t1={t1!r} is out of range: need a finite t1 > 0")
+    if is_flow(cfg):
+        return cfg.replace(t1=float(t1))
+    steps = int(round(t1 / cfg.lr))
+    if steps < 1 or abs(steps * cfg.lr - t1) > 1e-6 * t1:
+        raise ConfigError(
+            f"t1={t1!r} is not a whole number of steps of lr={cfg.lr!r}: need t1 = lr x steps "
+            f"with steps a positive integer (e.g. t1={max(steps, 1) * cfg.lr!r})"
+        )
+    changes = {"steps": steps, "saves": min(cfg.saves, steps + 1)}
+    if hasattr(cfg, "t1"):
+        changes["t1"] = None
+    return cfg.replace(**changes)
+
+
+def meta_spec_of(cfg: Config) -> Spec:
+    """The static spec of the gradient route: ``remat`` on, parameters not kept."""
+    return dataclasses.replace(spec_of(cfg), remat=True, keep_params=False, saves=2)
+
+
+def ratio_tangent_of(cfg: Config) -> Float[Array, " k"]:
+    """``d continuous_counts(cfg, ratio) / d ratio`` at ``cfg.ratio`` (k,)."""
+    ratio = jnp.asarray(cfg.ratio, jnp.asarray(0.0).dtype)
+    return jax.jvp(lambda r: continuous_counts(cfg, r), (ratio,), (jnp.ones_like(ratio),))[1]
+
+
+def inputs_of(cfg: Config, wrt: Sequence[str] = ()):
+    """``(spec, problem, numeric, key, ratio_tangent)`` of a configuration.
+
+    With ``"ratio"`` in ``wrt`` the problem's counts are the smooth counts of
+    :func:`~ssm_jax.problem.continuous_counts` and ``ratio_tangent`` their derivative;
+    otherwise the integer counts and ``None``."""
+    spec = meta_spec_of(cfg)
+    problem = problem_of(cfg)
+    tangent = None
+    if "ratio" in wrt:
+        problem = problem._replace(counts=continuous_counts(cfg).astype(problem.counts.dtype))
+        tangent = ratio_tangent_of(cfg).astype(problem.counts.dtype)
+    return spec, problem, numeric_of(cfg), jax.random.PRNGKey(cfg.seed), tangent
+
+
+def check_config(cfg: Config, objective: str, wrt: Sequence[str]) -> None:
+    """Validate a gradient request against a configuration (ConfigError names the value)."""
+    check_objective(objective, cfg)
+    check_wrt(wrt)
+    if getattr(cfg, "stop_metric", None) is not None:
+        raise ConfigError(
+            f"stop_metric={cfg.stop_metric!r}: meta-gradients are taken at a fixed stopping "
+            "time T (--t1); drop the stop event"
+        )
+    if "weights" in wrt and cfg.weighting != "explicit":
+        raise ConfigError(
+            f"wrt='weights' is the gradient in the explicit weight vector, but "
+            f"weighting={cfg.weighting!r}: use weighting='explicit' with weights=(w_1, ..., w_k)"
+        )
+
+
+def gradient(cfg: Config, objective: str = "balanced_loss", wrt: Sequence[str] = ("gamma",),
+             *, t1: float | None = None,
+             temperature: float = DEFAULT_TEMPERATURE) -> MetaGradient:
+    """Value and gradient of ``objective`` at ``T = t1`` (default ``lr × steps``) of a run.
+
+    Computes in float64 when ``cfg.x64``. Returns numpy arrays.
+    """
+    cfg = with_t1(cfg, t1)
+    wrt = tuple(wrt)
+    check_config(cfg, objective, wrt)
+    if not (isinstance(temperature, (int, float)) and np.isfinite(temperature)
+            and temperature > 0):
+        raise ConfigError(f"temperature={temperature!r} is out of range: need temperature > 0")
+    with jax.enable_x64(cfg.x64):
+        spec, problem, numeric, key, tangent = inputs_of(cfg, wrt)
+        out = value_and_grad_jit(spec, problem, numeric, key, objective=objective, wrt=wrt,
+                                 temperature=float(temperature), ratio_tangent=tangent)
+        return jax.tree.map(np.asarray, out)
