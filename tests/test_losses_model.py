@@ -8,7 +8,7 @@ import pytest
 from ssm_jax import Config, losses, make_problem, model, numeric_of, spec_of
 from ssm_jax.simulate import initial_params, objective_fn, observe_fn, omega_of
 
-from conftest import tree_allclose
+from helpers import tree_allclose
 
 COUNTS = (4, 3, 1)
 

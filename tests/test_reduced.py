@@ -20,7 +20,7 @@ from ssm_jax.cli import main
 from ssm_jax.config import Config, ConfigError
 from ssm_jax.problem import make_problem
 
-from conftest import tree_allclose
+from helpers import tree_allclose
 
 simulate = importlib.import_module("ssm_jax.simulate")
 

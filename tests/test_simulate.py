@@ -11,7 +11,7 @@ import pytest
 from ssm_jax import Config, numeric_of, problem_of, simulate, spec_of, trajectory
 from ssm_jax.dynamics.discrete import save_steps
 
-from conftest import tree_allclose
+from helpers import tree_allclose
 
 GAMMAS = (0.0, 0.5, 1.0)
 SEEDS = (0, 1, 2)
