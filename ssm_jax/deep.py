@@ -56,14 +56,14 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from .config import PARAMETRIZATIONS, ConfigError
 
 _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(48)
 
 
-def mode_constants(counts: Float[Array, " k"], omega: Float[Array, " k"],
+def mode_constants(counts: Float[ArrayLike, " k"], omega: Float[ArrayLike, " k"],
                    parametrization: str) -> tuple[Array, Array]:
     """Per-mode gradient strength sigma_c and block constant q_c (see the module table)."""
     counts = jnp.asarray(counts)
@@ -79,7 +79,7 @@ def mode_constants(counts: Float[Array, " k"], omega: Float[Array, " k"],
     raise ConfigError(f"parametrization={parametrization!r} is not one of {allowed}")
 
 
-def mode_rates(counts: Float[Array, " k"], omega: Float[Array, " k"], parametrization: str,
+def mode_rates(counts: Float[ArrayLike, " k"], omega: Float[ArrayLike, " k"], parametrization: str,
                depth: int = 1) -> Float[Array, " k"]:
     """rho_c = (L+1) sigma_c q_c^((L-1) / (2(L+1))) of ``dz/dt = rho z^(2L/(L+1)) (1 - z)``."""
     sigma, q = mode_constants(counts, omega, parametrization)

@@ -35,7 +35,7 @@ import optax
 from jaxtyping import Array, Float
 
 
-def polar_factor(gradient: Float[Array, "m n"]) -> Float[Array, "m n"]:
+def polar_factor(gradient: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
     """``U V^T`` of the reduced SVD of a matrix (numerically zero directions dropped).
 
     A vector is treated as a one-column matrix (``g / ||g||``); a zero gradient gives zero."""

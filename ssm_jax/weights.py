@@ -15,12 +15,12 @@ explicit weights and the counts), so meta-gradients can flow through them.
 from __future__ import annotations
 
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float, Real
 
 from .registry import WEIGHTINGS, ConfigError, Weighting
 
 
-def normalise(raw: Float[Array, " k"], counts: Float[Array, " k"]) -> Float[Array, " k"]:
+def normalise(raw: Float[ArrayLike, " k"], counts: Float[Array, " k"]) -> Float[Array, " k"]:
     """Rescale raw class weights so the count-weighted mean is 1: sum_c n_c w_c = sum_c n_c."""
     return raw * jnp.sum(counts) / jnp.sum(counts * raw)
 
@@ -42,11 +42,11 @@ def effective_number(counts: Float[Array, " k"], beta) -> Float[Array, " k"]:
 
 
 def class_weights(
-    counts: Float[Array, " k"],
+    counts: Real[ArrayLike, " k"],
     weighting: str,
     gamma=0.0,
     beta=0.999,
-    explicit: Float[Array, " k"] | None = None,
+    explicit: Real[ArrayLike, " k"] | None = None,
 ) -> Float[Array, " k"]:
     """Normalised per-class weights omega_c for a weighting scheme (see module docstring)."""
     counts = jnp.asarray(counts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,7 +13,7 @@ from ssm_jax.cli import build_parser, config_from_args
 from ssm_jax.problem import make_problem
 from ssm_jax.simulate import initial_params, objective_fn, omega_of
 
-from conftest import tree_allclose
+from helpers import tree_allclose
 
 COUNTS = (40, 40, 10, 10)  # ratio R = 4
 
@@ -47,7 +48,7 @@ def test_aligned_init_is_balanced_with_own_output_z0(x64, parametrization):
     omega = jnp.array([0.5, 0.5, 2.0, 2.0])
     params = model.init_aligned(jax.random.PRNGKey(0), problem, 8, z0, omega, parametrization,
                                 False, jnp.float64, depth=depth)
-    assert params["V"].shape == (depth - 1, 8, 8)
+    chex.assert_shape(params["V"], (depth - 1, 8, 8))
     feats = model.features(params, problem, omega, parametrization)
     z = model.outputs(params, feats)
     np.testing.assert_allclose(z, z0 * problem.onehot(), atol=1e-15)
@@ -65,7 +66,8 @@ def test_aligned_init_is_balanced_with_own_output_z0(x64, parametrization):
 def test_gaussian_depth_shapes():
     params = model.init_gaussian(jax.random.PRNGKey(0), make_problem((3, 2)), 5, 0.1, "sample",
                                  True, jnp.float32, depth=4)
-    assert params["V"].shape == (3, 5, 5) and params["W"].shape == (2, 5)
+    chex.assert_shape(params["V"], (3, 5, 5))
+    chex.assert_shape(params["W"], (2, 5))
     assert float(model.weight_decay_penalty(params, 2.0)) == pytest.approx(
         sum(float(jnp.sum(params[k] ** 2)) for k in ("W", "H", "V")), rel=1e-6)
 

@@ -12,7 +12,7 @@ from ssm_jax.cli import build_parser, config_from_args
 from ssm_jax.problem import make_problem
 from ssm_jax.simulate import simulate, trajectory_jit
 
-from conftest import tree_allclose
+from helpers import tree_allclose
 
 COUNTS = (30, 30, 6, 3)
 

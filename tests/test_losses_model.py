@@ -1,5 +1,6 @@
 """Loss values and gradients against hand-derived formulas; parametrisations; initialisation."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 from ssm_jax import Config, ConfigError, losses, make_problem, model, numeric_of, spec_of
 from ssm_jax.simulate import initial_params, objective_fn, observe_fn, omega_of
 
-from conftest import tree_allclose
+from helpers import tree_allclose
 
 COUNTS = (4, 3, 1)
 
@@ -85,7 +86,8 @@ def test_gaussian_init_statistics_and_padding_invariance():
     problem = make_problem((300, 200))
     params = model.init_gaussian(jax.random.PRNGKey(0), problem, 40, 0.1, "sample", False,
                                  jnp.float32)
-    assert params["H"].shape == (40, 500) and params["W"].shape == (2, 40)
+    chex.assert_shape(params["H"], (40, 500))
+    chex.assert_shape(params["W"], (2, 40))
     np.testing.assert_allclose(jnp.std(params["H"]), 0.1, rtol=0.03)
     padded = model.init_gaussian(jax.random.PRNGKey(0), make_problem((300, 200), 530), 40, 0.1,
                                  "sample", False, jnp.float32)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,7 +21,7 @@ from ssm_jax.cli import main
 from ssm_jax.config import Config, ConfigError
 from ssm_jax.problem import make_problem
 
-from conftest import tree_allclose
+from helpers import tree_allclose
 
 simulate = importlib.import_module("ssm_jax.simulate")
 
@@ -139,10 +140,11 @@ def test_pooled_groups_equal_separate_classes(counts, x64):
     params0 = simulate.initial_params(spec, problem, numeric, omega, key)
     state, _ = reduced.reduce_params(spec, problem, omega, params0)
     G = reduced.num_groups(spec, 5)
-    assert state["V"].shape == (6 * (G * 6 + 5),)  # V = [Y_1 .. Y_G | nu_1 .. nu_k], flat
-    assert reduced.matrix(spec, state["V"]).shape == (6, G * 6 + 5)
+    chex.assert_shape(state["V"], (6 * (G * 6 + 5),))  # V = [Y_1 .. Y_G | nu_1 .. nu_k], flat
+    chex.assert_shape(reduced.matrix(spec, state["V"]), (6, G * 6 + 5))
     Y, nu = reduced.blocks(spec, state["V"], 5)
-    assert Y.shape == (6, G, 6) and nu.shape == (5, 6)
+    chex.assert_shape(Y, (6, G, 6))
+    chex.assert_shape(nu, (5, 6))
     np.testing.assert_array_equal(reduced.join(spec, Y, nu), state["V"])
 
 

@@ -3,6 +3,7 @@
 import importlib
 import json
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from ssm_jax import Config, numeric_of, problem_of, simulate, spec_of, trajectory
 from ssm_jax.dynamics.discrete import save_steps
 
-from conftest import tree_allclose
+from helpers import tree_allclose
 
 GAMMAS = (0.0, 0.5, 1.0)
 SEEDS = (0, 1, 2)
@@ -86,7 +87,8 @@ def test_keep_params_matches_the_saved_outputs():
     res = simulate(Config(counts=(4, 2), dim=3, steps=20, saves=3, keep_params=True,
                           init_scale=0.2))
     params = res.trajectory.params
-    assert params["W"].shape == (3, 2, 3) and params["H"].shape == (3, 3, 6)
+    chex.assert_shape(params["W"], (3, 2, 3))  # (saves, k, d)
+    chex.assert_shape(params["H"], (3, 3, 6))  # (saves, d, n)
     z = params["W"][-1] @ params["H"][-1]
     np.testing.assert_allclose(res.trajectory.own_output[-1],
                                [z[0, :4].mean(), z[1, 4:].mean()], rtol=1e-5)

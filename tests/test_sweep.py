@@ -21,7 +21,7 @@ from ssm_jax.cli import main
 from ssm_jax.simulate import numeric_of, problem_of, spec_of, trajectory_jit
 from ssm_jax.sweep import runner, store
 
-from conftest import tree_allclose
+from helpers import tree_allclose
 
 BASE = dict(k_major=2, k_minor=2, n_major=12, dim=4, steps=20, saves=6, lr=2.0,
             weighting="power")

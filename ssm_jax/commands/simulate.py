@@ -23,7 +23,7 @@ def register(sub) -> None:
     parser.set_defaults(handler=run)
 
 
-def format_time(value: float) -> str:
+def format_time(value: float | np.floating) -> str:
     return "never" if not np.isfinite(value) else f"{value:.4g}"
 
 

@@ -137,7 +137,7 @@ def run_flops(spec: Spec, num_classes: int, n: int) -> float:
     return float(spec.steps) * per_step * spec.depth
 
 
-def buckets_of(ns: Sequence[int], chunk_size: int, cost: Callable[[int], float],
+def buckets_of(ns: Sequence[int] | np.ndarray, chunk_size: int, cost: Callable[[int], float],
                max_buckets: int | None = None, compile_cost: float = 0.0) -> list[tuple]:
     """Split runs of ``ns`` examples into buckets, each padded to its largest ``n``.
 
