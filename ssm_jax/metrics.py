@@ -23,7 +23,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Bool, Float
+from jaxtyping import Array, ArrayLike, Bool, Float
 
 from .losses import class_max, class_means, class_sum
 from .problem import Problem
@@ -83,7 +83,7 @@ def _as_array(counts):
     return counts if isinstance(counts, jax.Array) else np.asarray(counts)
 
 
-def majority_mask(counts) -> Bool[Array, "... k"]:
+def majority_mask(counts) -> Bool[ArrayLike, "... k"]:
     """The majority classes: those whose count is the largest over the last axis.
 
     ``counts`` (..., k), numpy, JAX or a sequence; the mask has the same shape."""
@@ -91,7 +91,7 @@ def majority_mask(counts) -> Bool[Array, "... k"]:
     return counts == counts.max(axis=-1, keepdims=True)
 
 
-def minority_mask(counts, threshold=None) -> Bool[Array, "... k"]:
+def minority_mask(counts, threshold=None) -> Bool[ArrayLike, "... k"]:
     r"""The minority classes: real classes (``n_c > 0``) with ``n_c < threshold``.
 
     The default threshold is the largest count over the last axis, so the minorities are

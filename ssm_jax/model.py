@@ -15,6 +15,8 @@ Outputs are ``Z = W H + b 1^T`` (k x n).
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
@@ -22,7 +24,9 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from .problem import Problem
 from .registry import PARAMETRIZATIONS, ConfigError, Parametrization
 
-Params = dict[str, Array]
+# The UFM's parameters: arrays "W", "H" and optionally "b" and "V" (depth). Networks that
+# reuse outputs() (the digits MLP) carry further entries, so the values are any pytree.
+Params = dict[str, Any]
 
 
 def example_weights(problem: Problem, omega: Float[Array, " k"]) -> Float[Array, " n"]:
