@@ -160,13 +160,17 @@ def _cosines(rows: Float[Array, "k d"]) -> Float[Array, "k k"]:
     return unit @ unit.T
 
 
-def minority_mean(matrix: Float[Array, "k k"], counts: Float[Array, " k"]) -> Float[Array, ""]:
-    """Mean of ``matrix[c, c']`` over distinct minority classes c != c' (NaN with fewer than
-    two minorities): of :func:`_cosines` of W, of the class means or of the centred means."""
+def minority_mean(matrix: Float[Array, "*batch k k"], counts: Float[Array, " k"]
+                  ) -> Float[Array, "*batch"]:
+    """Mean of ``matrix[..., c, c']`` over distinct minority classes c != c' (NaN with fewer
+    than two minorities): of the cosines of W, of the class means or of the centred means;
+    leading axes (e.g. save points) are kept."""
+    matrix = jnp.asarray(matrix)
     minor = minority_mask(counts).astype(matrix.dtype)
-    pairs = minor[:, None] * minor[None, :] * (1.0 - jnp.eye(matrix.shape[0], dtype=matrix.dtype))
+    pairs = minor[:, None] * minor[None, :] * (1.0 - jnp.eye(matrix.shape[-1], dtype=matrix.dtype))
     total = jnp.sum(pairs)
-    return jnp.where(total > 0, jnp.sum(pairs * matrix) / jnp.maximum(total, 1.0), jnp.nan)
+    mean = jnp.sum(pairs * matrix, axis=(-2, -1)) / jnp.maximum(total, 1.0)
+    return jnp.where(total > 0, mean, jnp.nan)
 
 
 def minority_cosine(W: Float[Array, "k d"], counts: Float[Array, " k"]) -> Float[Array, ""]:

@@ -338,3 +338,24 @@ def test_every_key_is_documented():
     for key, definition in geometry.DEFINITIONS.items():
         assert f"`{key}`" in docs, key
         assert all(definition), key
+
+
+def test_geometry_command_minority_collapse(tmp_path):
+    """With two or more minority classes `ssm-jax geometry` also writes the minority
+    collapse over training, ERM against reweighting (Fang et al. 2021)."""
+    import json
+
+    from ssm_jax.cli import main
+
+    out = tmp_path / "geo"
+    assert main(["geometry", "--loss", "ce", "--counts", "6,6,2,2", "--dim", "5", "--lr", "1",
+                 "--steps", "20", "--saves", "3", "--weight-decay", "0.01",
+                 "--out", str(out)]) == 0
+    collapse = json.loads((out / "minority.json").read_text())
+    assert (out / "minority.png").exists() and collapse["weight_decay"] == 0.01
+    assert set(collapse["runs"]) == {"erm", "gamma=1"}
+    run = collapse["runs"]["erm"]
+    assert len(run["t"]) == len(run["minority_cosine"]) == 3
+    assert np.shape(run["feature_cosine_centred"]) == (3, 4, 4)
+    centred = np.asarray(run["feature_cosine_centred"])[:, 2, 3]  # the two minorities
+    np.testing.assert_allclose(run["minority_feature_cosine_centred"], centred, rtol=1e-6)
