@@ -37,6 +37,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ssm_jax import Config, class_counts_of, metrics, plot, problem_of, simulate, sweep, theory
+from ssm_jax.experiments.terminal import minority_collapse
 from ssm_jax.geometry import class_means
 from ssm_jax.weights import class_weights
 
@@ -237,6 +238,25 @@ fig.tight_layout()
 plt.show()
 print("SELI angles and norm ratios for this step imbalance:", {
     k: round(v, 3) for k, v in theory.step_summary(2, 2, 10).items()})
+
+# %% [markdown]
+# **Minority collapse.** Under a *fixed* weight decay the minimiser is not SELI: ERM's
+# minority classifiers are pulled towards each other (Fang et al. 2021). Below, the mean
+# cosine between the two minority classifier rows and between the two centred minority
+# class means (centred by the unweighted mean of the class means, as Papyan et al.), over
+# training, for ERM and inverse-frequency weights at weight decay $10^{-2}$
+# (`experiments.terminal.minority_collapse`, drawn by `plot.minority_figure`; the same
+# figure as `ssm-jax geometry`'s `minority.png`). The simplex ETF has $-1/3$.
+
+# %%
+collapse_cfg = terminal.replace(weight_decay=1e-2, keep_params=False,
+                                steps=600 if QUICK else 1500, saves=31)
+collapse = minority_collapse(collapse_cfg, gamma=1.0)
+plot.minority_figure(collapse, len(collapse_cfg.counts))
+plt.show()
+for label, run in collapse.items():
+    print(f"{label}: final minority cosine, classifier {run['minority_cosine'][-1]:.3f}, "
+          f"centred class means {run['minority_feature_cosine_centred'][-1]:.3f}")
 
 
 # %% [markdown]

@@ -525,3 +525,25 @@ def test_interrupted_launch_saves_the_chunk_in_flight(tmp_path, x64_sweep, monke
     ds = sweep.run(sw, out, chunk_size=4, progress=False, on_chunk=resumed.append)
     assert len(sweep.plan(sw, chunk_size=4).chunks) == 3 and resumed == [2]
     xr.testing.assert_identical(ds.drop_attrs(), expected.drop_attrs())
+
+
+def test_geometry_sweep_variables_and_conventions(tmp_path, x64):
+    """A sweep with geometry (and a bias) records every geometry key as ``geometry_<key>``,
+    equal to single runs, with each key's formula, centring, weighting and reference."""
+    from ssm_jax import geometry
+
+    sw = sweep.make_sweep(Config(**BASE, loss="ce", bias=True, geometry=True, x64=True),
+                          {"gamma": [0.0, 1.0]})
+    ds = sweep.run(sw, tmp_path / "geo.nc", chunk_size=2, progress=False)
+    for key, definition in geometry.DEFINITIONS.items():
+        var = ds[f"geometry_{key}"]
+        assert var.attrs["formula"] == definition.formula, key
+        assert var.attrs["centring"] == definition.centring, key
+        assert var.attrs["reference"] == definition.reference, key
+        assert var.attrs["weighting"] == definition.weighting, key
+    assert ds["geometry_feature_cosine_centred"].dims == ("gamma", "save", "class", "class2")
+    assert ds["geometry_nc3_self_duality"].dims == ("gamma", "save")
+    single = simulate(sw.config(1)).trajectory.geometry
+    for key in ("nc1_cdnv", "nc4_ncc_agreement", "feature_norm_centred", "nc2_seli_outputs"):
+        np.testing.assert_allclose(ds[f"geometry_{key}"].values[1], single[key], rtol=1e-10,
+                                   err_msg=key)

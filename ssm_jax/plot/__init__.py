@@ -8,7 +8,7 @@ returns; nothing is shown.
 """
 
 from .digits import digits_figure
-from .geometry import geometry_figure, terminal_figure
+from .geometry import geometry_figure, minority_figure, terminal_figure
 from .meta import meta_figure
 from .runs import class_accuracy_panel, demo_figure
 from .sweeps import accuracy_over_time, delay_heatmap, plot_sweep
@@ -21,6 +21,7 @@ __all__ = [
     "digits_figure",
     "geometry_figure",
     "meta_figure",
+    "minority_figure",
     "plot_sweep",
     "terminal_figure",
 ]

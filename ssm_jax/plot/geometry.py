@@ -1,46 +1,92 @@
 """Figures of the neural-collapse geometry (:mod:`ssm_jax.geometry`): measures over training,
-and the terminal phase over decreasing weight decay."""
+minority collapse (ERM vs reweighting), and the terminal phase over decreasing weight decay."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..geometry import minority_mean
 from ..metrics import majority_mask
 
 
 def geometry_figure(result, path) -> None:
-    """Three panels over time: collapse distances (NC1, NC2 ETF/SELI, NC3), per-class
-    classifier and feature norms (majority blue, minority red), minority cosine."""
+    """Four panels over time: collapse distances (NC2 ETF/SELI, both NC3s); NC1 and CDNV (log)
+    with the NC4 agreement; per-class classifier and feature norms (majority blue, minority
+    red); the minority cosines of the classifier and of the centred class means."""
     import matplotlib.pyplot as plt
 
     tr, g = result.trajectory, result.trajectory.geometry
-    major = majority_mask(result.class_counts)
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    counts = result.class_counts
+    major = majority_mask(counts)
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.6))
     ax = axes[0]
     for key, style in [("nc2_etf_classifier", "C0-"), ("nc2_seli_classifier", "C1-"),
                        ("nc2_etf_features", "C0--"), ("nc2_seli_features", "C1--"),
-                       ("nc2_seli_outputs", "C2-"), ("nc3", "C4-")]:
+                       ("nc2_seli_outputs", "C2-"), ("nc3", "C4-"),
+                       ("nc3_self_duality", "C4--")]:
         ax.plot(tr.t, g[key], style, label=key)
     ax.set_ylabel("normalised distance")
-    ax2 = ax.twinx()
-    ax2.semilogy(tr.t, np.maximum(g["nc1"], 1e-16), "k:", label="nc1 (right)")
-    ax2.set_ylabel("NC1")
     ax.legend(fontsize=7, loc="upper right")
     ax = axes[1]
-    for c in range(len(result.class_counts)):
+    ax.semilogy(tr.t, np.maximum(g["nc1"], 1e-16), "k-", label="nc1")
+    ax.semilogy(tr.t, np.maximum(g["nc1_cdnv"], 1e-16), "k--", label="nc1_cdnv")
+    ax.set_ylabel("within-class variability")
+    twin = ax.twinx()
+    twin.plot(tr.t, g["nc4_ncc_agreement"], "C2-", label="nc4_ncc_agreement (right)")
+    twin.set_ylim(-0.02, 1.02)
+    twin.set_ylabel("NCC agreement")
+    ax.legend(*(a + b for a, b in zip(ax.get_legend_handles_labels(),
+                                      twin.get_legend_handles_labels(), strict=True)),
+              fontsize=7, loc="center right")
+    ax = axes[2]
+    for c in range(len(counts)):
         color = "C0" if major[c] else "C3"
         ax.plot(tr.t, g["classifier_norm"][:, c], color=color, lw=1)
         ax.plot(tr.t, g["feature_norm"][:, c], color=color, lw=1, ls="--")
-    ax.set_ylabel("||w_c|| (solid), ||mu_c|| (dashed)")
-    ax = axes[2]
-    ax.plot(tr.t, g["minority_cosine"], "C3")
-    ax.set_ylabel("mean cosine of minority classifiers")
+        ax.plot(tr.t, g["feature_norm_centred"][:, c], color=color, lw=1, ls=":")
+    ax.set_ylabel("norm")
+    ax.set_title("||w_c|| (solid), ||mu_c|| (dashed), ||mu_c - mu_G|| (dotted)", fontsize=8)
+    ax = axes[3]
+    ax.plot(tr.t, g["minority_cosine"], "C3", label="classifier rows")
+    ax.plot(tr.t, minority_mean(g["feature_cosine_centred"], counts), "C3--",
+            label="centred class means")
+    ax.axhline(-1 / (len(counts) - 1), color="0.5", ls=":", label="simplex ETF")
+    ax.set_ylabel("mean cosine between minority classes")
     ax.set_ylim(-1.05, 1.05)
+    ax.legend(fontsize=7)
     for ax in axes:
         ax.set_xlabel("time t = lr x step")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def minority_figure(collapse: dict, num_classes: int, path=None):
+    """Minority collapse over training (Fang et al. 2021), per run label (ERM, reweighted;
+    :func:`ssm_jax.experiments.terminal.minority_collapse`): the mean cosine between minority
+    classifier rows, and between centred minority class means, against the simplex ETF's
+    -1/(k-1) and full collapse at 1. Saved to ``path`` when given, else returned."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    for i, (label, run) in enumerate(collapse.items()):
+        axes[0].plot(run["t"], run["minority_cosine"], color=f"C{i}", label=label)
+        axes[1].plot(run["t"], run["minority_feature_cosine_centred"], color=f"C{i}",
+                     label=label)
+    for ax, title in zip(axes, ("classifier rows w_c", "centred class means mu_c - mu_G"),
+                         strict=True):
+        ax.axhline(-1 / (num_classes - 1), color="0.5", ls=":", label="simplex ETF")
+        ax.axhline(1.0, color="k", ls=":", lw=0.8, label="collapsed")
+        ax.set(xlabel="time t = lr x step", title=f"minority {title}", ylim=(-1.05, 1.05))
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("mean cosine between minority classes")
+    fig.suptitle("minority collapse (Fang et al. 2021): ERM vs reweighting", fontsize=10)
+    fig.tight_layout()
+    if path is None:
+        return fig
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None
 
 
 def terminal_figure(weight_decays, labelled: dict, seli_ratio: float, path) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..geometry import DEFINITIONS as GEOMETRY_DEFINITIONS
 from ..io import atomic_write
 from .definition import FORMAT_VERSION
 from .planning import Plan
@@ -182,11 +183,23 @@ def _define(nc, the_plan: Plan, parts: str, layout: dict[str, _Variable]) -> dic
                        "time t = lr x step of each save point (NaN past a run's saves)"
                        if name == "t" else f"trajectory field {name} (as in simulate's JSON)")
         var.setncattr("description", description)
+        for key, value in _geometry_attrs(name).items():
+            var.setncattr(key, value)
         if "save" in var_layout.dims and name != "t":
             var.setncattr("coordinates", "t")
     for key, value in _file_attrs(the_plan).items():
         nc.setncattr(key, value)
     return sizes
+
+
+def _geometry_attrs(name: str) -> dict[str, str]:
+    """A ``geometry_<key>`` variable's convention (:data:`ssm_jax.geometry.DEFINITIONS`):
+    its formula, centring, weighting and reference; nothing for other variables."""
+    definition = GEOMETRY_DEFINITIONS.get(name.removeprefix("geometry_"))
+    if not name.startswith("geometry_") or definition is None:
+        return {}
+    return {"formula": definition.formula, "centring": definition.centring,
+            "weighting": definition.weighting, "reference": definition.reference}
 
 
 def _padded(array: np.ndarray | None, runs: int, variable: _Variable, sizes: dict) -> np.ndarray:
