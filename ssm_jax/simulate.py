@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
 from . import losses, metrics, model, reduced
 from .config import OPTIONS, Config, Numeric, Spec
@@ -152,8 +152,15 @@ def observe_fn(spec: Spec, problem: Problem, numeric: Numeric, omega):
     return observe
 
 
-def finish(spec: Spec, t, seen: dict, omega, diverged_step) -> Trajectory:
-    """Assemble a :class:`Trajectory` from saved observations (adds learning times)."""
+def finish(spec: Spec, t, seen: dict, omega, diverged_step, failed=None) -> Trajectory:
+    """Assemble a :class:`Trajectory` from saved observations (adds learning times).
+
+    ``failed``: (s,) booleans, the save points at or after a divergence. Every observation
+    there becomes NaN, so that no metric of a diverged run is a number: accuracies of NaN
+    outputs would otherwise read as 0 (argmax of NaN is class 0), and learning times come
+    only from the saves before the divergence."""
+    if failed is not None:
+        seen = jax.tree.map(lambda a: _nan_where(failed, a), seen)
     return Trajectory(
         t=t,
         loss=seen["loss"],
@@ -173,6 +180,14 @@ def finish(spec: Spec, t, seen: dict, omega, diverged_step) -> Trajectory:
     )
 
 
+def _nan_where(failed: Bool[Array, " s"], values: Array) -> Array:
+    """``values`` (leading save axis) with the rows of ``failed`` save points set to NaN
+    (integer observations, which have no NaN, are left as they are)."""
+    if not jnp.issubdtype(values.dtype, jnp.floating):
+        return values
+    return jnp.where(failed.reshape(failed.shape + (1,) * (values.ndim - 1)), jnp.nan, values)
+
+
 def trajectory(spec: Spec, problem: Problem, numeric: Numeric, key: PRNGKeyArray) -> Trajectory:
     """Simulate one training run. Pure: jit with ``spec`` static, vmap/grad over the rest."""
     omega = omega_of(spec, problem, numeric)
@@ -190,8 +205,11 @@ def trajectory(spec: Spec, problem: Problem, numeric: Numeric, key: PRNGKeyArray
     opt = discrete.optimizer(spec.method, numeric.lr, numeric.momentum)
     seen, _, diverged_step = discrete.run(objective, observe, params0, opt, spec.steps,
                                           spec.saves, remat=spec.remat, has_aux=True)
-    t = numeric.lr * jnp.asarray(discrete.save_steps(spec.steps, spec.saves), numeric.lr.dtype)
-    return finish(spec, t, seen, omega, diverged_step)
+    points = discrete.save_steps(spec.steps, spec.saves)
+    t = numeric.lr * jnp.asarray(points, numeric.lr.dtype)
+    # A flow marks its own unreached saves NaN (dynamics/flow.py); steps mark them here.
+    failed = jnp.logical_and(diverged_step >= 0, jnp.asarray(points) >= diverged_step)
+    return finish(spec, t, seen, omega, diverged_step, failed)
 
 
 def stop_fn(spec: Spec, observe):

@@ -358,6 +358,48 @@ def test_grad_of_a_diverging_run_exits_3_with_null_value(tmp_path):
     data = json.loads(path.read_text())
     assert data["diverged"] is True and data["finite"] is False
     assert data["value"] is None
+    # No gradient through a diverged run is a number (it read 0.0), and the JSON says why.
+    assert data["gradient"] == {name: None for name in wrt}
+    assert data["reason"].startswith("the run diverged: the loss became non-finite at step")
+
+
+def test_grad_through_a_flow_stopped_at_max_steps_diverged_exits_3_with_nulls(tmp_path, capsys):
+    """A solve that stops at max_steps before T has no value at T: null, with the reason."""
+    path = tmp_path / "g.json"
+    argv = ["grad", "--method", "flow", "--k-major", "2", "--k-minor", "2", "--n-major", "12",
+            "--dim", "4", "--steps", "20", "--saves", "2", "--lr", "1", "--max-steps", "3",
+            "--weighting", "power", "--gamma", "0.5", "--wrt", "gamma,t1", "--json", str(path)]
+    assert main(argv) == 3
+    assert "max_steps=3 reached" in capsys.readouterr().err
+    data = json.loads(path.read_text())
+    assert data["diverged"] is True and data["finite"] is False
+    assert data["value"] is None and data["gradient"] == {"gamma": None, "t1": None}
+    assert "stopped before T" in data["reason"]
+
+
+def test_meta_learning_through_a_diverging_run_records_null_and_exits_3(tmp_path):
+    argv = ["meta", "--k-major", "2", "--k-minor", "2", "--n-major", "12", "--dim", "4",
+            "--steps", "16", "--saves", "2", "--lr", "400", "--weighting", "power",
+            "--iterations", "2", "--out", str(tmp_path)]
+    assert main(argv) == 3
+    run = json.loads((tmp_path / "meta.json").read_text())["runs"][0]
+    assert run["diverged"] is True and run["final_value"] is None
+    assert run["history"]["objective"] == [None]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--temperature", "0"], "temperature=0.0"),
+    (["--temperature", "-1"], "temperature=-1.0"),
+    (["--meta-lr", "0"], "--meta-lr"),
+    (["--iterations", "-1"], "iterations=-1"),
+])
+def test_meta_options_that_make_no_sense_are_bad_input_not_a_divergence(tmp_path, capsys,
+                                                                         argv, needle):
+    out = tmp_path / "m"
+    assert main(["meta", "--steps", "3", "--saves", "2", "--objective", "balanced_accuracy",
+                 *argv, "--out", str(out)]) == 2
+    assert needle in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_errors_name_the_bad_value():

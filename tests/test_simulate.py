@@ -104,6 +104,30 @@ def test_divergence_is_reported_with_its_step():
     json.dumps(data, allow_nan=False)  # NaNs became null, nothing is silently written as NaN
 
 
+def test_every_metric_from_the_divergence_on_is_nan():
+    """Saves at or after the divergence step hold NaN in every observation (accuracies
+    too: argmax of NaN outputs read as class 0, an accuracy of 0.0), and null in JSON;
+    the saves before it keep their numbers."""
+    res = simulate(Config(counts=(10, 2), dim=4, lr=30.0, steps=50, saves=11,
+                          init_scale=0.5, geometry=True))
+    tr, step = res.trajectory, int(res.trajectory.diverged_step)
+    after = save_steps(50, 11) >= step
+    assert res.diverged and after.any() and not after.all()
+    series = {"loss": tr.loss, "per_class_accuracy": tr.per_class_accuracy,
+              "per_class_loss": tr.per_class_loss, "own_output": tr.own_output,
+              "balanced_accuracy": tr.balanced_accuracy,
+              "posthoc_balanced_accuracy": tr.posthoc_balanced_accuracy,
+              **{f"geometry_{k}": v for k, v in tr.geometry.items()
+                 if np.issubdtype(np.asarray(v).dtype, np.floating)}}
+    for name, values in series.items():
+        assert np.isnan(values[after]).all(), name
+    assert np.isfinite(tr.balanced_accuracy[~after]).all()
+    data = res.to_dict()
+    assert all(v is None for v in np.asarray(data["balanced_accuracy"], object)[after])
+    assert all(row == [None, None] for row, a in zip(data["per_class_accuracy"], after,
+                                                     strict=True) if a)
+
+
 @pytest.mark.parametrize("lr", [1e4, 0.5])
 def test_divergence_checked_on_the_data_term_finds_the_same_step(lr):
     """Steps check the data term without the weight-decay penalty (``has_aux``); the

@@ -57,6 +57,8 @@ def run(args) -> int:
     diverged = int(out.diverged_step) >= 0
     finite = bool(np.isfinite(out.value)) and all(
         bool(np.all(np.isfinite(g))) for g in out.gradient.values())
+    reason = meta.failure_reason(cfg, int(out.diverged_step)) or (
+        None if finite else "the value or a gradient is not finite")
     print(f"{args.objective} at T = {t1:.6g}: {float(out.value):.10g}")
     for name, g in out.gradient.items():
         shown = np.array2string(np.asarray(g), precision=8) if np.ndim(g) else f"{float(g):.10g}"
@@ -70,13 +72,14 @@ def run(args) -> int:
             "finite": finite,
             "diverged": diverged,
             "diverged_step": int(out.diverged_step) if diverged else None,
+            "reason": reason,
             "temperature": args.temperature,
             "config": cfg.to_dict(),
         }), args.json)
         print(f"wrote {args.json}")
-    if diverged or not finite:
-        print("ssm-jax grad: the run diverged (non-finite loss or gradient); "
-              "try a smaller --lr", file=sys.stderr)
+    if reason is not None:
+        hint = "raise --max-steps or loosen --rtol" if meta.is_flow(cfg) else "try a smaller --lr"
+        print(f"ssm-jax grad: no value or gradient: {reason}; {hint}", file=sys.stderr)
         return EXIT_DIVERGED
     return 0
 

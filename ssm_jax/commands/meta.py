@@ -9,7 +9,6 @@ import sys
 import numpy as np
 
 from .. import meta
-from ..config import ConfigError
 from ..io import to_json_value, write_json
 from .arguments import EXIT_DIVERGED, add_simulate_options
 from .grad import add_meta_options, config_and_t1
@@ -52,10 +51,8 @@ def run(args) -> int:
 
     cfg = config_and_t1(args)
     times = args.times or (getattr(args, "t1", None),)
-    if args.iterations < 0:
-        raise ConfigError(f"iterations={args.iterations!r} must be an integer >= 0")
-    if not (np.isfinite(args.meta_lr) and args.meta_lr > 0):
-        raise ConfigError(f"meta_lr={args.meta_lr!r} is out of range: need meta_lr > 0")
+    meta.check_learning(args.learn, args.iterations, args.meta_lr, args.meta_optimizer,
+                        args.temperature)
     path = os.path.join(args.out, "meta.json")
 
     def save(record) -> None:

@@ -61,14 +61,22 @@ from ..simulate import (
     problem_of,
     spec_of,
 )
-from .objectives import DEFAULT_TEMPERATURE, check_objective, objective_value
+from .objectives import (
+    DEFAULT_TEMPERATURE,
+    check_objective,
+    check_temperature,
+    objective_value,
+)
 
 WRT = ("gamma", "beta", "weights", "ratio", "init_scale", "lr", "momentum", "weight_decay", "t1")
 NUMERIC_WRT = ("gamma", "beta", "weights", "init_scale", "lr", "momentum", "weight_decay")
 
 
 class MetaGradient(NamedTuple):
-    """Value of a meta-objective at T, its gradient (name -> array), and divergence."""
+    """Value of a meta-objective at T, its gradient (name -> array), and divergence.
+
+    Through a failed run (``diverged_step >= 0``: a non-finite loss, or a gradient-flow
+    solve that stopped before T) the value and every gradient are NaN."""
 
     value: Array
     gradient: dict
@@ -108,12 +116,17 @@ def final_params(spec: Spec, problem: Problem, numeric: Numeric, key: PRNGKeyArr
 def value(spec: Spec, problem: Problem, numeric: Numeric, key: PRNGKeyArray, *,
           objective: str = "balanced_loss", temperature: float = DEFAULT_TEMPERATURE,
           t_offset=0.0) -> tuple[Array, Array]:
-    """``(objective value at T + t_offset, diverged_step)``: pure, jit/vmap/grad-able."""
+    """``(objective value at T + t_offset, diverged_step)``: pure, jit/vmap/grad-able.
+
+    The value is NaN when the run failed (``diverged_step >= 0``): the parameters of a
+    diverged run, or of a flow solve stopped early, give a number that is not the
+    objective at T (often a plausible one, such as 0)."""
     params, omega, diverged = final_params(spec, problem, numeric, key, t_offset)
     feats = model.features(params, problem, omega, spec.parametrization)
     outputs = model.outputs(params, feats)
     per_example = per_example_loss(spec, problem, numeric)
-    return objective_value(objective, outputs, problem, per_example, temperature), diverged
+    val = objective_value(objective, outputs, problem, per_example, temperature)
+    return jnp.where(diverged >= 0, jnp.nan, val), diverged
 
 
 def value_and_grad(spec: Spec, problem: Problem, numeric: Numeric, key: PRNGKeyArray, *,
@@ -160,6 +173,9 @@ def value_and_grad(spec: Spec, problem: Problem, numeric: Numeric, key: PRNGKeyA
     (val, diverged), grads = jax.value_and_grad(f, has_aux=True)(inputs)
     if "ratio" in wrt:
         grads["ratio"] = jnp.dot(grads.pop("counts"), ratio_tangent)
+    # value() is NaN through a failed run, but its gradient there is 0 (jnp.where passes
+    # no cotangent to the branch not taken): the gradient is NaN there too.
+    grads = jax.tree.map(lambda g: jnp.where(diverged >= 0, jnp.nan, g), grads)
     return MetaGradient(val, {name: grads[name] for name in wrt}, diverged)
 
 
@@ -177,6 +193,17 @@ def check_wrt(wrt: Sequence[str]) -> None:
     if len(set(wrt)) != len(wrt):
         raise ConfigError(f"wrt={list(wrt)!r} names an option twice")
 
+
+
+def failure_reason(cfg: Config, diverged_step: int) -> str | None:
+    """Why a gradient of ``cfg``'s run is NaN (``diverged_step`` from :class:`MetaGradient`),
+    or ``None`` if the run did not fail."""
+    if diverged_step < 0:
+        return None
+    if is_flow(cfg):
+        return (f"the gradient-flow solve stopped before T after {diverged_step} accepted "
+                f"steps (max_steps={cfg.max_steps} reached, or the solver failed)")
+    return f"the run diverged: the loss became non-finite at step {diverged_step}"
 
 
 def is_flow(cfg: Config) -> bool:
@@ -264,9 +291,7 @@ def gradient(cfg: Config, objective: str = "balanced_loss", wrt: Sequence[str] =
     cfg = with_t1(cfg, t1)
     wrt = tuple(wrt)
     check_config(cfg, objective, wrt)
-    if not (isinstance(temperature, (int, float)) and np.isfinite(temperature)
-            and temperature > 0):
-        raise ConfigError(f"temperature={temperature!r} is out of range: need temperature > 0")
+    check_temperature(temperature)
     with jax.enable_x64(cfg.x64):
         spec, problem, numeric, key, tangent = inputs_of(cfg, wrt)
         out = value_and_grad_jit(spec, problem, numeric, key, objective=objective, wrt=wrt,

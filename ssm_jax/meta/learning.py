@@ -21,7 +21,7 @@ from ..config import Config, ConfigError
 from ..problem import class_counts_of
 from ..simulate import Numeric, omega_of
 from .differentiate import check_config, inputs_of, meta_spec_of, stop_time, value, with_t1
-from .objectives import DEFAULT_TEMPERATURE, check_objective
+from .objectives import DEFAULT_TEMPERATURE, check_objective, check_temperature
 
 LEARNABLE = ("gamma", "weights")
 
@@ -76,6 +76,25 @@ def learn_step(theta, state, learning_rate, problem, numeric, key, *, spec, obje
     return optax.apply_updates(theta, updates), state, val, diverged
 
 
+def check_learning(learn: str, iterations: int, learning_rate: float, optimizer: str,
+                   temperature: float) -> None:
+    """Raise :class:`ConfigError` for meta-optimisation options that make no sense: an
+    unknown learned quantity or optimiser, a negative number of iterations, a learning
+    rate or surrogate temperature that is not a finite number > 0."""
+    if learn not in LEARNABLE:
+        raise ConfigError(f"learn={learn!r} is not one of {', '.join(map(repr, LEARNABLE))}")
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
+        raise ConfigError(f"iterations={iterations!r} must be an integer >= 0")
+    if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) \
+            or not (np.isfinite(learning_rate) and learning_rate > 0):
+        raise ConfigError(f"learning_rate (--meta-lr)={learning_rate!r} is out of range: "
+                          f"need a finite value > 0")
+    if optimizer not in META_OPTIMIZERS:
+        raise ConfigError(f"optimizer (--meta-optimizer)={optimizer!r} is not one of "
+                          f"{', '.join(map(repr, META_OPTIMIZERS))}")
+    check_temperature(temperature)
+
+
 def learn(cfg: Config, objective: str = "balanced_loss", learn: str = "gamma", *,
           t1: float | None = None, iterations: int = 100, learning_rate: float = 0.05,
           optimizer: str = "adam", temperature: float = DEFAULT_TEMPERATURE,
@@ -87,17 +106,11 @@ def learn(cfg: Config, objective: str = "balanced_loss", learn: str = "gamma", *
     usual; weighting forced to ``explicit``), started at ``cfg.weights`` or all ones.
     The loss minimised is :func:`meta_loss`; ``optimizer`` is optax ``adam`` or ``sgd``
     with ``learning_rate``. ``callback(i, objectives, parameters)`` is called after every
-    iteration with the histories so far (e.g. to save progress).
+    iteration with the histories so far (e.g. to save progress). The objective of an
+    iteration through a failed run is NaN, and the optimisation stops there
+    (``diverged``).
     """
-    if learn not in LEARNABLE:
-        raise ConfigError(f"learn={learn!r} is not one of {', '.join(map(repr, LEARNABLE))}")
-    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
-        raise ConfigError(f"iterations={iterations!r} must be an integer >= 0")
-    if not (np.isfinite(learning_rate) and learning_rate > 0):
-        raise ConfigError(f"learning_rate={learning_rate!r} is out of range: need > 0")
-    if optimizer not in META_OPTIMIZERS:
-        raise ConfigError(f"optimizer={optimizer!r} is not one of "
-                          f"{', '.join(map(repr, META_OPTIMIZERS))}")
+    check_learning(learn, iterations, learning_rate, optimizer, temperature)
     k = len(class_counts_of(cfg))
     if learn == "gamma":
         cfg = cfg.replace(weighting="power")
@@ -160,6 +173,7 @@ def learn_at_times(cfg: Config, objective: str, what: str, times: Sequence[float
     "runs"}``, one :func:`run_record` per time plus ``"finished": True``.
     ``on_progress(record)`` receives the record so far every 10 iterations (the current
     run appended with ``"finished": False``) and after each time (e.g. to save it)."""
+    check_learning(what, iterations, learning_rate, optimizer, temperature)
     configs = [with_t1(cfg, t1) for t1 in times]
     for c in configs:
         check_objective(objective, c)

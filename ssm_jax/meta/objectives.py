@@ -77,6 +77,16 @@ def objective_value(name: str, outputs: Float[Array, "k n"], problem: Problem, p
 
 
 
+def check_temperature(temperature) -> None:
+    """Raise :class:`ConfigError` unless ``temperature`` (of the ``balanced_accuracy``
+    surrogate) is a finite number > 0: at 0 the surrogate is a step function, whose
+    gradient is 0 or NaN, so such a request is bad input rather than a failed run."""
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
+            or not np.isfinite(temperature) or temperature <= 0:
+        raise ConfigError(f"temperature={temperature!r} is out of range: need a finite "
+                          f"temperature > 0")
+
+
 def check_objective(objective: str, cfg: Config | None = None) -> None:
     """Raise :class:`ConfigError` for an unknown objective, or a minority objective
     on a problem without minority classes."""

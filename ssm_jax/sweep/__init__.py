@@ -19,8 +19,11 @@ of values. Its runs are the Cartesian product of the axes. :func:`run` executes 
   same batch size, so each group compiles once. A chunk's batch is sharded over the local
   devices with :mod:`jax.sharding` (leading axis split over a 1-D mesh ``"runs"``).
 * **parts**: each finished chunk is written atomically to ``<out>.parts/chunk-NNNNNN.npz``
-  next to a ``manifest.json`` holding the hash of the sweep. Started again, the same sweep
-  computes only the missing chunks; a different sweep is refused (:class:`ConfigError`).
+  next to a ``manifest.json`` holding the hash of the sweep; each chunk file carries the
+  sweep's hash, its run ids and a checksum, checked before use (a bad one is reported and
+  computed again). Started again, the same sweep computes only the missing chunks; a
+  different sweep is refused (:class:`ConfigError`), and so is a second sweep writing the
+  same ``out`` at once (``<out>.lock``).
   When every chunk exists they are streamed, one chunk at a time, into ``<out>`` (netCDF4,
   written to a temporary name and renamed), and the parts are removed.
 

@@ -18,10 +18,21 @@ def load(path, *, lazy: bool = False):
 
     Coordinates get back their Python types (strings, booleans), ``diverged`` is boolean,
     and ``attrs["config"]`` / ``attrs["sweep"]`` are JSON text of the base configuration
-    and the axes. ``lazy=True`` leaves the data on disk (for sweeps larger than memory)."""
+    and the axes. ``lazy=True`` leaves the data on disk (for sweeps larger than memory).
+    Raises :class:`~ssm_jax.config.ConfigError` "not a sweep file" for a file that is not
+    one (empty, truncated, JSON, another netCDF file) or does not exist."""
     import xarray as xr
 
-    ds = xr.open_dataset(os.fspath(path), engine="netcdf4")
+    path = os.fspath(path)
+    try:
+        ds = xr.open_dataset(path, engine="netcdf4")
+    except (OSError, ValueError, RuntimeError) as err:  # netCDF4's and xarray's refusals
+        raise ConfigError(f"{path} is not a sweep file ({err})") from None
+    if not {"ssm_jax_format", "config_hash", "sweep", "config"} <= set(ds.attrs) \
+            or "diverged" not in ds:
+        ds.close()
+        raise ConfigError(f"{path} is not a sweep file (a netCDF file without the attributes "
+                          f"and variables of an ssm-jax sweep)")
     if not lazy:
         loaded = ds.load()
         ds.close()

@@ -1,9 +1,10 @@
 """A finished sweep as one netCDF4 file: its layout, and its assembly from the chunk files.
 
 When every chunk exists, the chunk files are streamed, one at a time, into ``<out>``
-(written atomically). The file has one dimension per axis (named after the option's Config
-field, except ``loss`` -> ``loss_fn`` because ``loss`` is a variable), then ``save``
-(save-point index) and ``class``. Times differ between learning rates (``t = lr x step``),
+(written atomically), each checked first (:func:`~ssm_jax.sweep.store.read_chunk`). The
+file has one dimension per axis (named after the option's Config field, except ``loss`` ->
+``loss_fn`` because ``loss`` is a variable), then ``save`` (save-point index) and
+``class``. Times differ between learning rates (``t = lr x step``),
 so ``t`` is a coordinate over every swept dimension and ``save``. See :data:`VARIABLES`.
 """
 
@@ -19,7 +20,7 @@ from ..geometry import DEFINITIONS as GEOMETRY_DEFINITIONS
 from ..io import atomic_write
 from .definition import FORMAT_VERSION
 from .planning import Plan
-from .store import chunk_path
+from .store import read_chunk
 
 # Variables of a sweep Dataset: name -> (dims after the sweep dims, description). The same
 # quantities as the JSON of ``ssm-jax simulate``.
@@ -115,22 +116,21 @@ def _layout(the_plan: Plan, parts: str) -> dict[str, _Variable]:
         firsts.setdefault(chunk.group, chunk.id)
     for group, chunk_id in firsts.items():
         spec, k = the_plan.groups[group].spec, the_plan.groups[group].num_classes
-        with np.load(chunk_path(parts, chunk_id)) as data:
-            for name in data.files:
-                if name == "index" or name in layout:
-                    continue
-                array = data[name]
-                kind = array.dtype.kind
-                if name == "class_counts":
-                    dtype, fill = "i4", 0
-                elif kind == "f":
-                    dtype, fill = array.dtype.str[1:], FLOAT_FILL
-                elif kind == "b" or name == "diverged":
-                    dtype, fill = "i1", 0
-                else:
-                    dtype, fill = "i4", -1
-                dims = _variable_dims(name, array.shape[1:], spec.saves, k)
-                layout[name] = _Variable(dims, dtype, fill)
+        data = read_chunk(the_plan, parts, the_plan.chunks[chunk_id])
+        for name, array in data.items():
+            if name == "index" or name in layout:
+                continue
+            kind = array.dtype.kind
+            if name == "class_counts":
+                dtype, fill = "i4", 0
+            elif kind == "f":
+                dtype, fill = array.dtype.str[1:], FLOAT_FILL
+            elif kind == "b" or name == "diverged":
+                dtype, fill = "i1", 0
+            else:
+                dtype, fill = "i4", -1
+            dims = _variable_dims(name, array.shape[1:], spec.saves, k)
+            layout[name] = _Variable(dims, dtype, fill)
     order = ["t", *VARIABLES]
     return dict(sorted(layout.items(),
                        key=lambda item: order.index(item[0]) if item[0] in order else len(order)))
@@ -146,8 +146,8 @@ def assemble(the_plan: Plan, parts: str, out: str) -> None:
         with netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:
             sizes = _define(nc, the_plan, parts, layout)
             for chunk in the_plan.chunks:
-                with np.load(chunk_path(parts, chunk.id)) as data:
-                    _write_chunk(nc, layout, sizes, data, the_plan.sweep.shape)
+                data = read_chunk(the_plan, parts, chunk)
+                _write_chunk(nc, layout, sizes, data, the_plan.sweep.shape)
 
     atomic_write(out, write)
 
@@ -166,9 +166,9 @@ def _define(nc, the_plan: Plan, parts: str, layout: dict[str, _Variable]) -> dic
         var = nc.createVariable(name, str if coord.dtype == object else coord.dtype, (name,))
         var[:] = coord
         var.setncattr("long_name", f"swept option {field}")
-    with np.load(chunk_path(parts, the_plan.chunks[0].id)) as first:
-        extra = {d: first[n].shape[1 + v.dims.index(d)] for n, v in layout.items()
-                 for d in v.dims if d not in sizes and n in first.files}
+    first = read_chunk(the_plan, parts, the_plan.chunks[0])
+    extra = {d: first[n].shape[1 + v.dims.index(d)] for n, v in layout.items()
+             for d in v.dims if d not in sizes and n in first}
     sizes.update(extra)
     used = {d for v in layout.values() for d in v.dims}
     for name in ("save", "class", "class2", *extra):
@@ -218,7 +218,7 @@ def _padded(array: np.ndarray | None, runs: int, variable: _Variable, sizes: dic
 def _write_chunk(nc, layout: dict[str, _Variable], sizes: dict, data,
                  shape: tuple[int, ...]) -> None:
     runs = data["index"]
-    arrays = {name: _padded(data[name] if name in data.files else None, len(runs), var, sizes)
+    arrays = {name: _padded(data.get(name), len(runs), var, sizes)
               for name, var in layout.items()}
     for start, stop in _contiguous_segments(runs, shape):
         if shape:

@@ -3,8 +3,11 @@
 :func:`run` is resumable and can be shared by several processes (hosts) on one filesystem:
 process ``p`` of ``P`` computes chunks ``p, p + P, ...`` into the parts folder
 (:mod:`~ssm_jax.sweep.store`), and process 0 waits for every chunk and writes the file
-(:mod:`~ssm_jax.sweep.netcdf`). Within a process, chunks are launched one ahead of the one
-being saved, and the programs of several groups compile concurrently while the first runs.
+(:mod:`~ssm_jax.sweep.netcdf`) from chunk files it has checked (a damaged or foreign one is
+computed again, by process 0). Process 0 holds the output's lock while it runs, so a
+second sweep into the same file is refused. Within a process, chunks are launched one ahead
+of the one being saved, and the programs of several groups compile concurrently while the
+first runs.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from .definition import Sweep
 from .execution import launch_chunk, lower_group, run_sharding, uses_lapack
 from .netcdf import assemble, read_hash
 from .planning import Plan, plan
-from .store import done_chunks, open_parts, parts_dir, save_chunk
+from .store import done_chunks, open_parts, parts_dir, save_chunk, writer_lock, written_chunks
 
 
 def run(
@@ -62,8 +65,8 @@ def run(
         buckets: padded sizes per group, see :func:`plan` (``"auto"``: by cost on a CPU).
 
     Returns the Dataset, or ``None`` on processes other than 0.
-    Raises :class:`ConfigError` for a bad sweep, or an ``out`` (or its parts) that holds a
-    different sweep."""
+    Raises :class:`ConfigError` for a bad sweep, an ``out`` (or its parts) that holds a
+    different sweep, or an ``out`` that another sweep is writing (its lock is held)."""
     devices = list(devices or jax.local_devices())
     process_index = jax.process_index() if process_index is None else process_index
     process_count = jax.process_count() if process_count is None else process_count
@@ -77,23 +80,28 @@ def run(
                        progress=progress, devices=devices, process_index=0, process_count=1,
                        on_chunk=on_chunk, buckets=the_plan.buckets)
     out = os.fspath(out)
-    if os.path.exists(out):
-        existing = read_hash(out)
-        if existing != sweep.config_hash:
-            raise ConfigError(f"{out} already exists and holds a different sweep (or is not a "
-                              f"sweep file): choose another --out or remove it")
-        if os.path.isdir(parts_dir(out)) and process_index == 0:
-            shutil.rmtree(parts_dir(out))
-        return load(out, lazy=lazy) if process_index == 0 else None
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    parts, the_plan = open_parts(out, the_plan)
-    _compute_missing(the_plan, parts, devices, process_index, process_count, progress,
-                     on_chunk)
-    if process_index != 0:
-        return None
-    _wait_for_chunks(the_plan, parts, progress, wait_poll_s)
-    assemble(the_plan, parts, out)
-    shutil.rmtree(parts, ignore_errors=True)
+    # Processes other than 0 only add checked chunk files, so only the one that assembles
+    # the file needs to exclude other sweeps.
+    with writer_lock(out) if process_index == 0 else contextlib.nullcontext():
+        if os.path.exists(out):
+            existing = read_hash(out)
+            if existing != sweep.config_hash:
+                raise ConfigError(f"{out} already exists and holds a different sweep (or is "
+                                  f"not a sweep file): choose another --out or remove it")
+            if os.path.isdir(parts_dir(out)) and process_index == 0:
+                shutil.rmtree(parts_dir(out))
+            return load(out, lazy=lazy) if process_index == 0 else None
+        parts, the_plan = open_parts(out, the_plan)
+        _compute_missing(the_plan, parts, devices, process_index, process_count, progress,
+                         on_chunk)
+        if process_index != 0:
+            return None
+        _wait_for_chunks(the_plan, parts, progress, wait_poll_s)
+        if process_count > 1:  # check the others' chunk files; compute here any that fail
+            _compute_missing(the_plan, parts, devices, 0, 1, progress, on_chunk)
+        assemble(the_plan, parts, out)
+        shutil.rmtree(parts, ignore_errors=True)
     return load(out, lazy=lazy)
 
 
@@ -107,9 +115,11 @@ def _progress_bar(the_plan: Plan, done: set[int], enabled: bool, desc: str):
 
 def _compute_missing(the_plan: Plan, parts: str, devices: list, process_index: int,
                      process_count: int, progress: bool, on_chunk) -> None:
-    done = done_chunks(the_plan, parts)
-    todo = [c for c in the_plan.chunks
-            if c.id not in done and c.id % process_count == process_index]
+    mine = [c for c in the_plan.chunks if c.id % process_count == process_index]
+    done = done_chunks(the_plan, parts, mine)
+    todo = [c for c in mine if c.id not in done]
+    if not todo:
+        return
     shardings = {}  # one mesh for the whole sweep; one device for LAPACK groups on CPUs
     layouts = {}  # group -> (sharding, batch)
     for chunk in todo:
@@ -126,7 +136,7 @@ def _compute_missing(the_plan: Plan, parts: str, devices: list, process_index: i
     with _progress_bar(the_plan, done, progress, "sweep") as bar, \
             _compile_ahead(the_plan, layouts) as executables:
         def finish(chunk, collect):
-            save_chunk(parts, chunk.id, collect())
+            save_chunk(parts, chunk.id, collect(), the_plan.sweep.config_hash)
             bar.update(chunk.size)
             if on_chunk is not None:
                 on_chunk(chunk.id)
@@ -176,12 +186,13 @@ def _compile_ahead(the_plan: Plan, layouts: dict):
 
 
 def _wait_for_chunks(the_plan: Plan, parts: str, progress: bool, poll_s: float) -> None:
-    done = done_chunks(the_plan, parts)
+    """Wait until every chunk's file exists (written by the other processes)."""
+    done = written_chunks(the_plan, parts)
     if len(done) == len(the_plan.chunks):
         return
     with _progress_bar(the_plan, done, progress, "waiting for other processes") as bar:
         while len(done) < len(the_plan.chunks):
             time.sleep(poll_s)
-            now = done_chunks(the_plan, parts)
+            now = written_chunks(the_plan, parts)
             bar.update(sum(c.size for c in the_plan.chunks if c.id in now - done))
             done = now
