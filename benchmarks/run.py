@@ -45,6 +45,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from baselines import JaxLoop, Run, scipy_flow, torch_run  # noqa: E402
 
+# Compilation is part of every ratio here, measured with a cold cache: no persistent
+# compilation cache (benchmarks/cache.py measures what it saves).
+os.environ["SSM_JAX_CACHE_DIR"] = ""
+
 from ssm_jax import reduced, sweep  # noqa: E402
 from ssm_jax.config import Config  # noqa: E402
 from ssm_jax.problem import class_counts_of  # noqa: E402

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
-# Tests see one CPU device unless a test asks for more (multi-device tests run in a
-# subprocess with their own XLA_FLAGS).
 os.environ.setdefault("MPLBACKEND", "Agg")
+# The persistent compilation cache goes to a folder of this session, never the user's
+# (subprocesses inherit it; those of test_sweep.py choose their own through JAX's variable).
+_CACHE = tempfile.TemporaryDirectory(prefix="ssm-jax-test-cache-")
+os.environ["SSM_JAX_CACHE_DIR"] = _CACHE.name
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
+
+# Tests see one CPU device unless a test asks for more (multi-device tests run in a
+# subprocess, where ssm_jax's default of one device per core, or their XLA_FLAGS, applies).
+jax.config.update("jax_num_cpu_devices", 1)
 
 
 @pytest.fixture

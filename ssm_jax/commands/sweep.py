@@ -50,9 +50,10 @@ def register(sub) -> None:
                            "padded size where the work it saves pays for a compilation; "
                            "'auto' (default): 'cost' on a CPU, 1 on a GPU")
     run_group.add_argument("--cpu-devices", metavar="N|auto", default=None,
-                           help="on a CPU, split each chunk over N host devices, one per "
-                           "core ('auto': the number of cores); the runs are independent, so "
-                           "this uses every core (default: JAX's one CPU device)")
+                           help="on a CPU, split each chunk over N host devices ('auto': one "
+                           "per core); the runs are independent, so this uses every core. "
+                           "Default: 'auto', unless JAX was given a count "
+                           "(JAX_NUM_CPU_DEVICES, XLA_FLAGS); 1: JAX's single CPU device")
     run_group.add_argument("--no-progress", action="store_true", help="no progress bar")
     run_group.add_argument("--distributed", action="store_true",
                            help="call jax.distributed.initialize() first and share the chunks "
@@ -88,7 +89,8 @@ def options_of(args) -> dict:
 
 
 def set_cpu_devices(value: str | None) -> None:
-    """``jax_num_cpu_devices`` from ``--cpu-devices`` (before JAX starts its backend)."""
+    """``jax_num_cpu_devices`` from ``--cpu-devices`` (before JAX starts its backend); without
+    it, the default :mod:`ssm_jax.devices` set at import (one device per core) stands."""
     if value is None:
         return
     import os
