@@ -60,7 +60,7 @@ def posthoc_accuracy(outputs: Float[Array, "k n"], problem: Problem, tau) -> Flo
     return class_means(correct(adjusted, problem).astype(outputs.dtype), problem.onehot())
 
 
-def first_crossing(t: Float[Array, " s"], values: Float[Array, "s ..."],
+def first_crossing(t: Float[ArrayLike, " s"], values: Float[ArrayLike, "s ..."],
                    threshold: float = 0.5) -> Float[Array, ...]:
     """First time ``values`` reaches ``threshold``, linearly interpolated; NaN if never.
 
@@ -104,7 +104,7 @@ def minority_mask(counts, threshold=None) -> Bool[ArrayLike, "... k"]:
     return (counts < threshold) & (counts > 0)
 
 
-def delay_ratio(times, minority, majority=None, *, dtype=None) -> np.ndarray:
+def delay_ratio(times, minority, majority=None, *, dtype=None) -> np.ndarray | np.floating:
     r"""The delay ratio :math:`\bar t_{\mathrm{min}} / \bar t_{\mathrm{maj}}`: mean minority
     time over mean majority time.
 

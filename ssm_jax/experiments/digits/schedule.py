@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array
 
 
-def lr_multiplier(step, warmup: int, factor: float):
+def lr_multiplier(step, warmup: int, factor: float | Array):
     r"""Geometric warm-up: :math:`\eta_j = \eta\,f^{-(1 - j/w)}` for steps :math:`j < w`,
     then :math:`\eta`. The learning rate grows from :math:`\eta/f` to :math:`\eta` so that
     evenly spaced checkpoints are roughly log-spaced in time early on, where a network
