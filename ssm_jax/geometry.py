@@ -68,7 +68,7 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float, Real
 
 from . import model
 from .metrics import majority_mask, minority_mask
@@ -160,8 +160,8 @@ def _cosines(rows: Float[Array, "k d"]) -> Float[Array, "k k"]:
     return unit @ unit.T
 
 
-def minority_mean(matrix: Float[Array, "*batch k k"], counts: Float[Array, " k"]
-                  ) -> Float[Array, "*batch"]:
+def minority_mean(matrix: Float[ArrayLike, "*batch k k"], counts: Real[ArrayLike, " k"]
+                  ) -> Float[ArrayLike, "*batch"]:
     """Mean of ``matrix[..., c, c']`` over distinct minority classes c != c' (NaN with fewer
     than two minorities): of the cosines of W, of the class means or of the centred means;
     leading axes (e.g. save points) are kept."""
