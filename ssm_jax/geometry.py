@@ -68,7 +68,7 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float, Real
+from jaxtyping import Array, ArrayLike, Float
 
 from . import model
 from .metrics import majority_mask, minority_mask
@@ -160,7 +160,7 @@ def _cosines(rows: Float[Array, "k d"]) -> Float[Array, "k k"]:
     return unit @ unit.T
 
 
-def minority_mean(matrix: Float[ArrayLike, "*batch k k"], counts: Real[ArrayLike, " k"]
+def minority_mean(matrix: Float[ArrayLike, "*batch k k"], counts
                   ) -> Float[ArrayLike, "*batch"]:
     """Mean of ``matrix[..., c, c']`` over distinct minority classes c != c' (NaN with fewer
     than two minorities): of the cosines of W, of the class means or of the centred means;

@@ -30,7 +30,7 @@ def free_port() -> int:
 def child_env(cache_dir) -> dict:
     env = dict(os.environ)
     env.pop("XLA_FLAGS", None)
-    env.update(JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=cache_dir,
+    env.update(JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES="1", JAX_COMPILATION_CACHE_DIR=cache_dir,
                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
                JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1")
     return env

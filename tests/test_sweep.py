@@ -51,6 +51,8 @@ def subprocess_env(**extra) -> dict:
     env = dict(os.environ)
     env.pop("XLA_FLAGS", None)
     env.update(JAX_PLATFORMS="cpu", **extra)
+    if "XLA_FLAGS" not in extra:  # one device, as in this process, unless a test asks for more
+        env.setdefault("JAX_NUM_CPU_DEVICES", "1")
     return env
 
 
