@@ -40,6 +40,8 @@ results).
 
 from .analysis import config_of, delay_ratio, load, select
 from .definition import (
+    MAX_RUNS,
+    MAX_SEEDS,
     Sweep,
     dim_name,
     make_sweep,
