@@ -11,8 +11,8 @@ import argparse
 
 from ..config import OPTIONS, Config
 from ..io import check_output_path
-from ..resources import check_fits
 from ..options import ConfigError, Option, check_int, parse_distinct_floats, parse_real
+from ..resources import check_fits
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3

@@ -37,7 +37,8 @@ def register(sub) -> None:
     parser.add_argument("--wrt", type=_names, default=("gamma",), metavar="NAME[,NAME]",
                         help=f"options to differentiate by: {', '.join(meta.WRT)} "
                         "(default: gamma)")
-    parser.add_argument("--json", metavar="PATH", type=output_file, help="write value and gradient as JSON")
+    parser.add_argument("--json", metavar="PATH", type=output_file,
+                        help="write value and gradient as JSON")
     parser.set_defaults(handler=run)
 
 

@@ -21,7 +21,6 @@ from .arguments import (
 )
 from .grad import add_meta_options, config_and_t1
 
-
 MAX_ITERATIONS = 100_000  # each one is a gradient through a whole training run
 
 

@@ -25,7 +25,8 @@ def register(sub) -> None:
     )
     add_simulate_options(parser)
     add_option(parser, OPTIONS["keep_params"])
-    parser.add_argument("--json", metavar="PATH", type=output_file, help="write the full results as JSON")
+    parser.add_argument("--json", metavar="PATH", type=output_file,
+                        help="write the full results as JSON")
     parser.set_defaults(handler=run)
 
 

@@ -30,7 +30,8 @@ def register(sub) -> None:
         mark = " [list]" if opt.name in sweepable else ""
         group.add_argument(opt.flag, dest=opt.name, default=None, metavar="VALUE",
                            help=help_of(opt, mark))
-    group.add_argument("--seeds", type=integer("seeds", 1, sweeping.MAX_SEEDS), default=None, metavar="N",
+    group.add_argument("--seeds", type=integer("seeds", 1, sweeping.MAX_SEEDS),
+                       default=None, metavar="N",
                        help="sweep over seeds 0..N-1 (instead of --seed)")
     group.add_argument("--x64", action="store_true", default=None, help="compute in float64")
     parser.add_argument("--config", metavar="FILE.toml",

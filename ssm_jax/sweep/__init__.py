@@ -82,6 +82,8 @@ __all__ = [
     "CPU_COMPILER_OPTIONS",
     "CPU_COMPILE_FLOPS",
     "CPU_RUNS_PER_DEVICE",
+    "MAX_RUNS",
+    "MAX_SEEDS",
     "VARIABLES",
     "Chunk",
     "Group",

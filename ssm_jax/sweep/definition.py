@@ -157,8 +157,9 @@ def make_sweep(base: Config | Mapping[str, Any] | None = None,
             listed[field] = values
     size = math.prod(len(values) for values in listed.values())
     if size > MAX_RUNS:
-        raise ConfigError(f"the sweep has {size} runs ({' x '.join(map(str, map(len, listed.values())))}); "
-                          f"at most {MAX_RUNS} are allowed")
+        shape = " x ".join(str(len(values)) for values in listed.values())
+        raise ConfigError(f"the sweep has {size} runs ({shape}); at most {MAX_RUNS} are "
+                          "allowed")
     if base.keep_params:
         raise ConfigError("keep_params=True is not supported in sweeps (memory grows with "
                           "steps x runs); run the configurations you need with simulate")
