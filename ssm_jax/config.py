@@ -268,12 +268,11 @@ def validate(cfg: Config) -> None:
     and the no-effect rule (:func:`check_effect`)."""
     for name, opt in OPTIONS.items():
         value = getattr(cfg, name)
-        if opt.choices is not None and value is not None:
+        if opt.choices is not None and (value is not None or opt.default is not None):
             check_choice(name, value, opt.allowed())
+        if (opt.switch or opt.parse is parse_flag) and not isinstance(value, bool):
+            raise ConfigError(f"{name}={value!r} must be true or false")
         opt.check_range(value)
-    for name in ("bias", "geometry"):
-        if not isinstance(getattr(cfg, name), bool):
-            raise ConfigError(f"{name}={getattr(cfg, name)!r} must be true or false")
     if cfg.counts is not None:
         if not 2 <= len(cfg.counts) <= MAX_CLASSES:
             raise ConfigError(f"counts={list(cfg.counts)!r} must list between 2 and "

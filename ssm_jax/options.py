@@ -208,6 +208,8 @@ class Option:
         bounds = ({"low": int(self.low) if self.low is not None else 1, "high": self.high}
                   if check is check_int else
                   {"low": self.low, "high": self.high, "strict": self.strict})
+        if self.list_valued and not isinstance(value, (tuple, list)):
+            raise ConfigError(f"{self.name}={value!r} must be a list of numbers")
         for entry in value if self.list_valued else (value,):
             check(self.name, entry, **bounds)
 
