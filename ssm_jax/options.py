@@ -49,12 +49,12 @@ class ConfigError(ValueError):
 # ---------------------------------------------------------------------------------- checks
 
 
-def check_choice(name: str, value: str, allowed: Sequence[str]) -> None:
+def check_choice(name: str, value: object, allowed: Sequence[str]) -> None:
     if value not in allowed:
         raise ConfigError(f"{name}={value!r} is not one of {', '.join(map(repr, allowed))}")
 
 
-def check_real(name: str, value: float, *, low: float | None = None, strict: bool = False,
+def check_real(name: str, value: object, *, low: float | None = None, strict: bool = False,
                high: float | None = None) -> None:
     """A finite real number in ``[low, high]`` (``(low, high]`` with ``strict``)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -202,6 +202,8 @@ class Option:
 
     def check_range(self, value: Any) -> None:
         """``value`` (each entry of a list) is within ``[low, high]``."""
+        if value is None and self.default is not None:
+            raise ConfigError(f"{self.name}=None: give a value (default {self.default!r})")
         if value is None or not self.numeric:
             return
         check = check_int if self.parse in (int, parse_ints) else check_real
