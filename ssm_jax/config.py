@@ -14,8 +14,11 @@ their parsers, dimensions and reference from :data:`OPTIONS`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import NamedTuple
+
+import numpy as np
 
 from .options import (
     ConfigError,
@@ -28,6 +31,7 @@ from .options import (
     parse_flag,
     parse_floats,
     parse_ints,
+    parse_real,
 )
 from .registry import LOSSES, METHODS, PARAMETRIZATIONS, PROFILES, SOLVERS, WEIGHTINGS
 
@@ -38,6 +42,16 @@ REDUCED_MODES = ("auto", "on", "off")
 
 # Former private names of the checks (the digits experiment validates with them).
 _choice, _finite, _positive_int = check_choice, check_real, check_int
+
+# Upper bounds of the integer options (docs/cli.md, "Bounds"): sizes are refused before
+# anything is allocated. A run's memory is estimated separately against the machine's.
+MAX_CLASSES = 10_000  # classes: k_major, k_minor, entries of counts
+MAX_CLASS_SIZE = 10**8  # examples in one class
+MAX_DIM = 65_536  # feature dimension d
+MAX_STEPS = 10**9  # optimisation steps, flow solver steps
+MAX_SAVES = 10**6  # save points
+MAX_DEPTH = 64  # layers of the deep linear UFM
+MAX_SEED = 2**32 - 1  # JAX's PRNG keys hold 32 bits: 2**32 would silently be seed 0
 
 IMBALANCE, WEIGHTING, MODEL, LOSS, OPTIMISER, FLOW, OUTPUT = (
     "imbalance", "weighting", "model", "loss", "optimiser", "gradient flow", "output")
@@ -83,94 +97,109 @@ class Config:
     profile: str = option("step", "problem", "imbalance profile", group=IMBALANCE,
                           choices=PROFILES)
     k_major: int = option(5, "problem", "number of majority classes (step profile)",
-                          group=IMBALANCE, parse=int, applies=("profile", ("step", "longtail")))
+                          group=IMBALANCE, parse=int, applies=("profile", ("step", "longtail")),
+                          low=0, high=MAX_CLASSES)
     k_minor: int = option(5, "problem", "number of minority classes (step profile)",
-                          group=IMBALANCE, parse=int, applies=("profile", ("step", "longtail")))
+                          group=IMBALANCE, parse=int, applies=("profile", ("step", "longtail")),
+                          low=0, high=MAX_CLASSES)
     n_major: int = option(100, "problem", "examples per majority class (largest class)",
-                          group=IMBALANCE, parse=int, applies=("profile", ("step", "longtail")))
+                          group=IMBALANCE, parse=int, applies=("profile", ("step", "longtail")),
+                          low=1, high=MAX_CLASS_SIZE)
     ratio: float = option(10.0, "problem", "imbalance ratio n_major / n_minor (>= 1)",
-                          group=IMBALANCE, parse=float, batched=True,
-                          applies=("profile", ("step", "longtail")))
+                          group=IMBALANCE, parse=parse_real, batched=True,
+                          applies=("profile", ("step", "longtail")), low=1.0)
     counts: tuple[int, ...] | None = option(
-        None, "problem", "explicit class counts, comma separated (overrides the profile)",
-        group=IMBALANCE, parse=parse_ints, applies=("profile", ("counts",)))
-    dim: int = option(32, "static", "feature dimension d", group=MODEL, parse=int)
+        None, "problem", "explicit class counts, comma separated (sets --profile counts)",
+        group=IMBALANCE, parse=parse_ints, applies=("profile", ("counts",)), low=1,
+        high=MAX_CLASS_SIZE)
+    dim: int = option(32, "static", "feature dimension d", group=MODEL, parse=int, low=1,
+                      high=MAX_DIM)
     weighting: str = option("erm", "static", "per-class loss weights", group=WEIGHTING,
                             choices=WEIGHTINGS)
     gamma: float = option(0.0, "traced", "power-law exponent: w_c ∝ n_c^-gamma",
-                          group=WEIGHTING, parse=float, applies=("weighting", ("power",)))
+                          group=WEIGHTING, parse=parse_real, applies=("weighting", ("power",)))
     beta: float = option(0.999, "traced", "effective-number beta in [0, 1)", group=WEIGHTING,
-                         parse=float, applies=("weighting", ("effective",)))
+                         parse=parse_real, applies=("weighting", ("effective",)), low=0.0,
+                         high=1.0)
     weights: tuple[float, ...] | None = option(
         None, "traced", "explicit per-class weights, comma separated", group=WEIGHTING,
-        parse=parse_floats, applies=("weighting", ("explicit",)))
+        parse=parse_floats, applies=("weighting", ("explicit",)), low=0.0)
     parametrization: str = option("sample", "static", "feature parametrisation", group=MODEL,
                                   choices=PARAMETRIZATIONS)
     bias: bool = option(False, "static", "train a classifier bias b (true/false)",
                         group=MODEL, parse=parse_flag)
     weight_decay: float = option(0.0, "traced", "weight decay lambda on W and H", group=LOSS,
-                                 parse=float)
+                                 parse=parse_real, low=0.0)
     init: str = option("gaussian", "static", "initialisation", group=MODEL, choices=INITS)
     init_scale: float = option(
         1e-3, "traced", "gaussian std (init gaussian) or initial own output z0 (init aligned)",
-        group=MODEL, parse=float)
+        group=MODEL, parse=parse_real, low=0.0)
     method: str = option("gd", "static", "optimiser", group=OPTIMISER, choices=METHODS)
     momentum: float = option(0.9, "traced", "momentum coefficient (method momentum)",
-                             group=OPTIMISER, parse=float,
-                             applies=("method", ("momentum", "muon")))
+                             group=OPTIMISER, parse=parse_real,
+                             applies=("method", ("momentum", "muon")), low=0.0, high=1.0)
     lr: float = option(4.0, "traced", "learning rate (time t = lr x step)", group=OPTIMISER,
-                       parse=float)
-    steps: int = option(300, "static", "number of optimisation steps", group=OPTIMISER,
-                        parse=int)
+                       parse=parse_real, low=0.0, strict=True)
+    steps: int = option(300, "static", "number of optimisation steps (with --method flow "
+                        "and --t1: leave it, the flow ends at t1)", group=OPTIMISER,
+                        parse=int, low=1, high=MAX_STEPS, unless="t1")
     saves: int = option(101, "static",
                         "number of evenly spaced save points (incl. 0 and the end)",
-                        group=OPTIMISER, parse=int)
-    seed: int = option(0, "host", "PRNG seed of the initialisation", group=MODEL, parse=int,
-                       batched=True)
+                        group=OPTIMISER, parse=int, low=2, high=MAX_SAVES)
+    seed: int = option(0, "host", "PRNG seed of the initialisation (< 2^32: JAX's keys are "
+                       "32-bit)", group=MODEL, parse=int, batched=True, low=0,
+                       high=MAX_SEED)
     x64: bool = option(False, "host", "compute in float64", group=OUTPUT, switch=True)
     keep_params: bool = option(False, "static", "also save W, H (and b) at every save point",
                                group=OUTPUT, switch=True, shared=False)
     # Beyond the paper (docs/beyond.md): deep linear UFM, logit-adjusted losses, geometry.
     depth: int = option(1, "static", "depth L of the linear UFM: L-1 inner d x d layers "
                         "between the features and the classifier (1 = the UFM)", group=MODEL,
-                        parse=int)
+                        parse=int, low=1, high=MAX_DEPTH)
     tau: float = option(1.0, "traced", "logit adjustment tau: loss la / vs add tau "
                         "log(prior); also the post-hoc adjustment of the posthoc_* metrics",
-                        group=LOSS, parse=float)
+                        group=LOSS, parse=parse_real)
     vs_gamma: float = option(0.2, "traced", "VS loss: multiplicative Delta_c = (n_c / n_max)"
-                             "^vs_gamma", group=LOSS, parse=float, applies=("loss", ("vs",)))
+                             "^vs_gamma", group=LOSS, parse=parse_real, applies=("loss", ("vs",)))
     focal_gamma: float = option(2.0, "traced", "focal loss exponent: (1 - p_y)^focal_gamma "
                                 "multiplies the cross-entropy (0 = cross-entropy)", group=LOSS,
-                                parse=float, applies=("loss", ("focal",)))
+                                parse=parse_real, applies=("loss", ("focal",)), low=0.0)
     geometry: bool = option(False, "static", "record neural-collapse geometry (NC1-NC3, "
                             "SELI, norms, angles) at every save point (true/false)",
                             group=OUTPUT, parse=parse_flag)
     # Gradient flow (method="flow"; docs/theory.md). t1=None means lr x steps.
     t1: float | None = option(None, "traced", "gradient-flow end time (default: lr x steps, "
-                              "the discrete run's end)", group=FLOW, parse=float,
-                              applies=("method", ("flow",)))
+                              "the discrete run's end)", group=FLOW, parse=parse_real,
+                              applies=("method", ("flow",)), low=0.0, strict=True)
     solver: str = option("tsit5", "static", "diffrax solver of the flow (kvaerno5: implicit, "
                          "for stiff runs)", group=FLOW, choices=SOLVERS,
                          applies=("method", ("flow",)))
     rtol: float = option(1e-5, "static", "relative tolerance of the flow's PID step control",
-                         group=FLOW, parse=float, applies=("method", ("flow",)))
+                         group=FLOW, parse=parse_real, applies=("method", ("flow",)),
+                         low=0.0, strict=True)
     atol: float = option(1e-8, "static", "absolute tolerance of the flow's PID step control",
-                         group=FLOW, parse=float, applies=("method", ("flow",)))
+                         group=FLOW, parse=parse_real, applies=("method", ("flow",)),
+                         low=0.0, strict=True)
     max_steps: int = option(100_000, "static", "most solver steps before the flow reports "
-                            "failure", group=FLOW, parse=int, applies=("method", ("flow",)))
+                            "failure", group=FLOW, parse=int, applies=("method", ("flow",)),
+                            low=1, high=MAX_STEPS)
     adjoint: str = option("recursive", "static", "how gradients pass through the flow",
                           group=FLOW, choices=ADJOINTS, applies=("method", ("flow",)))
     stop_metric: str | None = option(None, "static", "stop the flow when this metric crosses "
                                      "--stop-at (accuracies rising, loss falling)", group=FLOW,
                                      choices=STOP_METRICS, applies=("method", ("flow",)))
     stop_at: float | None = option(None, "static", "threshold of --stop-metric", group=FLOW,
-                                   parse=float, applies=("method", ("flow",)))
+                                   parse=parse_real, applies=("method", ("flow",)))
     # Exact reduced simulator for squared loss (ssm_jax.reduced, docs/performance.md).
     reduced: str = option("auto", "static", "exact reduced simulator for squared loss (cost "
                           "independent of n): auto (where cheaper), on, off", group=OPTIMISER,
                           choices=REDUCED_MODES)
 
     def __post_init__(self) -> None:
+        # Explicit counts set the profile: the recorded configuration says what ran (and
+        # the no-effect rule then refuses ratio, k_major, ... beside counts).
+        if self.counts is not None and self.profile == OPTIONS["profile"].default:
+            object.__setattr__(self, "profile", "counts")
         validate(self)
 
     def replace(self, **changes) -> Config:
@@ -232,64 +261,51 @@ Numeric.__doc__ = ("The traced part of a run: one array per traced option of Con
 
 
 def validate(cfg: Config) -> None:
-    """Raise :class:`ConfigError` naming the first bad value and its allowed range."""
+    """Raise :class:`ConfigError` naming the first bad value and its allowed range.
+
+    In order: each option's allowed values and range (its declaration), the checks that
+    relate options, values the working precision cannot hold (:func:`check_precision`),
+    and the no-effect rule (:func:`check_effect`)."""
     for name, opt in OPTIONS.items():
         value = getattr(cfg, name)
-        if opt.choices is not None and value is not None:
+        if opt.choices is not None and (value is not None or opt.default is not None):
             check_choice(name, value, opt.allowed())
+        if (opt.switch or opt.parse is parse_flag) and not isinstance(value, bool):
+            raise ConfigError(f"{name}={value!r} must be true or false")
+        opt.check_range(value)
     if cfg.counts is not None:
-        if len(cfg.counts) < 2:
-            raise ConfigError(f"counts={list(cfg.counts)!r} must list at least 2 classes")
-        for c in cfg.counts:
-            if isinstance(c, bool) or not isinstance(c, int) or c < 1:
-                raise ConfigError(
-                    f"counts={list(cfg.counts)!r}: every count must be a positive integer, "
-                    f"got {c!r}"
-                )
+        if not 2 <= len(cfg.counts) <= MAX_CLASSES:
+            raise ConfigError(f"counts={list(cfg.counts)!r} must list between 2 and "
+                              f"{MAX_CLASSES} classes")
     elif cfg.profile == "counts":
         raise ConfigError("profile='counts' needs counts=(n_1, ..., n_k)")
     else:
-        check_int("k_major", cfg.k_major, low=0)
-        check_int("k_minor", cfg.k_minor, low=0)
         if cfg.k_major + cfg.k_minor < 2:
             raise ConfigError(
                 f"k_major + k_minor = {cfg.k_major + cfg.k_minor} must be >= 2 classes"
             )
-        check_int("n_major", cfg.n_major)
-        check_real("ratio", cfg.ratio, low=1.0)
-    check_int("dim", cfg.dim)
-    check_real("gamma", cfg.gamma)
-    check_real("beta", cfg.beta, low=0.0, high=1.0)
+        if cfg.k_major + cfg.k_minor > MAX_CLASSES:
+            raise ConfigError(f"k_major + k_minor = {cfg.k_major + cfg.k_minor} must be <= "
+                              f"{MAX_CLASSES} classes")
+        if cfg.k_minor > 0 and round(cfg.n_major / cfg.ratio) < 1:
+            # The minority would be floored at 1 example: the ratio run is not the one asked.
+            raise ConfigError(
+                f"ratio={cfg.ratio!r} with n_major={cfg.n_major} leaves the minority "
+                f"classes less than one example (the floor of 1 would make the actual ratio "
+                f"{cfg.n_major}): need ratio < {2 * cfg.n_major} or a larger n_major")
     if cfg.weighting == "effective" and not 0.0 <= cfg.beta < 1.0:
         raise ConfigError(f"beta={cfg.beta!r} is out of range: need 0 <= beta < 1")
-    if cfg.weighting == "explicit":
-        if cfg.weights is None:
-            raise ConfigError("weighting='explicit' needs weights=(w_1, ..., w_k)")
-    if cfg.weights is not None:
-        for w in cfg.weights:
-            check_real("weights", w, low=0.0)
-        if sum(cfg.weights) <= 0:
-            raise ConfigError(f"weights={list(cfg.weights)!r} must not all be zero")
-    check_real("weight_decay", cfg.weight_decay, low=0.0)
-    check_real("init_scale", cfg.init_scale, low=0.0)
+    if cfg.weighting == "explicit" and cfg.weights is None:
+        raise ConfigError("weighting='explicit' needs weights=(w_1, ..., w_k)")
+    if cfg.weights is not None and sum(cfg.weights) <= 0:
+        raise ConfigError(f"weights={list(cfg.weights)!r} must not all be zero")
     if cfg.init == "aligned" and not 0.0 < cfg.init_scale < 1.0:
         raise ConfigError(
             f"init_scale={cfg.init_scale!r} is out of range for init='aligned': "
             "the initial own output z0 needs 0 < z0 < 1"
         )
-    check_real("momentum", cfg.momentum, low=0.0, high=1.0)
-    check_real("lr", cfg.lr, low=0.0, strict=True)
-    check_int("steps", cfg.steps)
-    check_int("saves", cfg.saves, low=2)
     if cfg.saves > cfg.steps + 1:
         raise ConfigError(f"saves={cfg.saves} is out of range: need 2 <= saves <= steps + 1")
-    check_int("seed", cfg.seed, low=0)
-    check_int("depth", cfg.depth)
-    check_real("tau", cfg.tau)
-    check_real("vs_gamma", cfg.vs_gamma)
-    check_real("focal_gamma", cfg.focal_gamma, low=0.0)
-    if not isinstance(cfg.geometry, bool):
-        raise ConfigError(f"geometry={cfg.geometry!r} must be true or false")
     validate_flow(cfg)
     validate_reduced(cfg)
     # Shape checks that need the class counts.
@@ -302,18 +318,71 @@ def validate(cfg: Config) -> None:
         raise ConfigError(
             f"parametrization='whitened' is defined for loss='mse' only, got loss={cfg.loss!r}"
         )
+    check_precision(cfg)
+    check_effect(cfg)
+
+
+def check_effect(cfg: Config) -> None:
+    """The no-effect rule: an option whose value differs from its default where it has no
+    effect (its declared ``applies`` setting is not chosen, or its ``unless`` option is
+    given) is refused, so the recorded configuration is the run that happened.
+
+    One rule over the declarations (:meth:`~ssm_jax.options.Option.why_no_effect`), e.g.
+    ``gamma`` needs ``weighting='power'``, ``momentum`` a method with momentum, ``ratio``
+    a step or long-tail profile (explicit ``counts`` set ``profile='counts'``), ``steps``
+    no ``t1``."""
+    for name, opt in OPTIONS.items():
+        reason = opt.why_no_effect(cfg)
+        if reason is not None:
+            raise ConfigError(f"{name}={getattr(cfg, name)!r} has no effect {reason}")
+
+
+def check_precision(cfg: Config) -> None:
+    """Values the working precision (float32, or float64 with ``x64``) cannot hold are
+    refused: a nonzero real option that rounds to 0 or overflows (``lr=1e-300`` is 0 in
+    float32), and class weights that overflow or underflow to 0 (``gamma=1000``)."""
+    dtype = np.float64 if cfg.x64 else np.float32
+    for name, opt in OPTIONS.items():
+        value = getattr(cfg, name)
+        if opt.parse not in (parse_real, parse_floats) or value is None:
+            continue
+        for entry in value if opt.list_valued else (value,):
+            with np.errstate(over="ignore", under="ignore"):
+                held = dtype(entry)
+            if entry != 0 and (held == 0 or not np.isfinite(held)):
+                raise ConfigError(f"{name}={entry!r} is {'0' if held == 0 else 'infinite'} "
+                                  f"in {np.dtype(dtype).name}" +
+                                  ("" if cfg.x64 else "; use --x64 or a value in range"))
+    if cfg.weighting != "erm" and not _weights_held(cfg.class_counts, cfg.weighting, cfg.gamma,
+                                                    cfg.beta, cfg.weights, cfg.x64):
+        setting = {"power": f"gamma={cfg.gamma!r}", "effective": f"beta={cfg.beta!r}"}.get(
+            cfg.weighting, f"weights={list(cfg.weights or ())!r}")
+        raise ConfigError(f"{setting} with weighting={cfg.weighting!r} gives class weights "
+                          f"that overflow or underflow to 0 in {np.dtype(dtype).name} for "
+                          f"counts {list(cfg.class_counts)[:10]}")
+
+
+@functools.lru_cache(maxsize=1024)
+def _weights_held(counts: tuple[int, ...], weighting: str, gamma: float, beta: float,
+                  weights: tuple[float, ...] | None, x64: bool) -> bool:
+    """Whether the registered weighting gives finite, nonzero weights in the run's
+    precision (computed by the registry's own function; cached, as sweeps repeat it)."""
+    import jax
+    import jax.numpy as jnp
+
+    with jax.enable_x64(x64):
+        dtype = jnp.float64 if x64 else jnp.float32
+        values = np.asarray(WEIGHTINGS[weighting].weights(jnp.asarray(counts, dtype), gamma,
+                                                           beta, weights))
+    return bool(np.all(np.isfinite(values)) and np.all(values[np.asarray(weights or counts)
+                                                              != 0] > 0))
 
 
 def validate_flow(cfg: Config) -> None:
-    """The gradient-flow options (they need ``method='flow'``, except the solver defaults)."""
-    check_real("rtol", cfg.rtol, low=0.0, strict=True)
-    check_real("atol", cfg.atol, low=0.0, strict=True)
-    check_int("max_steps", cfg.max_steps)
-    if cfg.t1 is not None:
-        check_real("t1", cfg.t1, low=0.0, strict=True)
-        if cfg.method != "flow":
-            raise ConfigError(f"t1={cfg.t1!r} is used by method='flow' only; a discrete run "
-                              f"(method={cfg.method!r}) ends at t = lr x steps")
+    """The gradient-flow options that relate to each other (their ranges are declared)."""
+    if cfg.t1 is not None and cfg.method != "flow":
+        raise ConfigError(f"t1={cfg.t1!r} is used by method='flow' only; a discrete run "
+                          f"(method={cfg.method!r}) ends at t = lr x steps")
     if cfg.stop_metric is None:
         if cfg.stop_at is not None:
             raise ConfigError(f"stop_at={cfg.stop_at!r} needs a stop_metric "

@@ -19,7 +19,13 @@ Each field of ``Config`` is declared with :func:`option`, which records
 * ``batched``: runs that differ only in this option share one compiled program (a sweep
   vmaps over it), and
 * ``applies``: the setting under which the option has an effect, e.g. ``momentum`` applies
-  only with ``method`` in ``("momentum", "muon")``.
+  only with ``method`` in ``("momentum", "muon")``; ``unless``: another option that, when
+  given, makes this one ineffective (``steps`` once a flow's ``t1`` is given). A value that
+  differs from the default where the option has no effect is refused
+  (:func:`~ssm_jax.config.validate`), so a recorded configuration is the run that happened.
+* ``low``, ``high``: the documented range of a numeric option (``strict``: ``low`` itself
+  is excluded), checked generically by :func:`~ssm_jax.config.validate`. Every integer
+  option has an upper bound, so sizes are bounded before anything is allocated.
 
 The command-line parsers, the sweep's dimensions, the TOML keys, the static/traced split
 and the command-line reference of the docs are all derived from this one table.
@@ -43,12 +49,12 @@ class ConfigError(ValueError):
 # ---------------------------------------------------------------------------------- checks
 
 
-def check_choice(name: str, value: str, allowed: Sequence[str]) -> None:
+def check_choice(name: str, value: object, allowed: Sequence[str]) -> None:
     if value not in allowed:
         raise ConfigError(f"{name}={value!r} is not one of {', '.join(map(repr, allowed))}")
 
 
-def check_real(name: str, value: float, *, low: float | None = None, strict: bool = False,
+def check_real(name: str, value: object, *, low: float | None = None, strict: bool = False,
                high: float | None = None) -> None:
     """A finite real number in ``[low, high]`` (``(low, high]`` with ``strict``)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -74,9 +80,30 @@ def check_int(name: str, value: object, *, low: int = 1, high: int | None = None
 # --------------------------------------------------------------------- command-line parsing
 
 
+def parse_real(text: str) -> float:
+    """A finite real number: ``nan`` and ``inf`` are refused here, the one place every
+    numeric option of every subcommand is read from text."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("not a finite number")
+    return value
+
+
 def parse_floats(text: str) -> tuple[float, ...]:
-    """``"1,2.5"`` -> ``(1.0, 2.5)``."""
-    return tuple(float(v) for v in text.split(","))
+    """``"1,2.5"`` -> ``(1.0, 2.5)`` (finite values; repeats allowed, e.g. weights)."""
+    return tuple(parse_real(v) for v in text.split(","))
+
+
+def parse_distinct_floats(text: str) -> tuple[float, ...]:
+    """A non-empty list of distinct finite values (``meta --times``, ``geometry
+    --weight-decays``): a repeated value would repeat a run, an empty one run nothing."""
+    values = tuple(parse_real(v) for v in text.split(",") if v.strip())
+    if not values:
+        raise ValueError("the list is empty")
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        raise ValueError(f"{', '.join(map(repr, repeated))} listed more than once")
+    return values
 
 
 def parse_ints(text: str) -> tuple[int, ...]:
@@ -84,7 +111,7 @@ def parse_ints(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(v) for v in text.split(","))
     except ValueError:
-        raise ValueError(f"counts={text!r}: every count must be a positive integer") from None
+        raise ValueError("every count must be a positive integer") from None
 
 
 def parse_flag(text: str) -> bool:
@@ -94,7 +121,7 @@ def parse_flag(text: str) -> bool:
         return True
     if lowered in ("0", "false", "no", "off"):
         return False
-    raise ValueError(f"{text!r} is not a boolean (true/false)")
+    raise ValueError("not a boolean (true/false)")
 
 
 # ------------------------------------------------------------------------- the declaration
@@ -112,6 +139,10 @@ class Option:
     parse: Callable[[str], Any] | None = None
     batched: bool | None = None
     applies: tuple[str, tuple[str, ...]] | None = None
+    unless: str | None = None  # an option that, when given (not None), overrides this one
+    low: float | None = None
+    high: float | None = None
+    strict: bool = False  # low itself is excluded
     switch: bool = False  # a command-line switch (--x64) rather than --name VALUE
     shared: bool = True  # in every run command's parser (keep_params: simulate only)
     name: str = ""  # filled in by options_of
@@ -128,6 +159,11 @@ class Option:
     def list_valued(self) -> bool:
         """One value of the option is itself a list (``counts``, ``weights``)."""
         return self.parse in (parse_ints, parse_floats)
+
+    @property
+    def numeric(self) -> bool:
+        """A real or integer option (list-valued ones included): it has a range."""
+        return self.parse in (int, parse_real, parse_ints, parse_floats)
 
     @property
     def sweepable(self) -> bool:
@@ -147,7 +183,7 @@ class Option:
                 value = self.parse(value.strip())
             except (ValueError, TypeError) as err:
                 raise ConfigError(f"{self.name}={value!r} is not a valid value: {err}") from None
-        elif self.parse is float and isinstance(value, int) and not isinstance(value, bool):
+        elif self.parse is parse_real and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         elif isinstance(value, list):
             value = tuple(value)
@@ -164,6 +200,37 @@ class Option:
         field, values = self.applies
         return f"--{field.replace('_', '-')} {' or '.join(values)}"
 
+    def check_range(self, value: Any) -> None:
+        """``value`` (each entry of a list) is within ``[low, high]``."""
+        if value is None and self.default is not None:
+            raise ConfigError(f"{self.name}=None: give a value (default {self.default!r})")
+        if value is None or not self.numeric:
+            return
+        check = check_int if self.parse in (int, parse_ints) else check_real
+        bounds = ({"low": int(self.low) if self.low is not None else 1, "high": self.high}
+                  if check is check_int else
+                  {"low": self.low, "high": self.high, "strict": self.strict})
+        if self.list_valued and not isinstance(value, (tuple, list)):
+            raise ConfigError(f"{self.name}={value!r} must be a list of numbers")
+        for entry in value if self.list_valued else (value,):
+            check(self.name, entry, **bounds)
+
+    def why_no_effect(self, cfg: Any) -> str | None:
+        """Why this option has no effect in ``cfg`` (the setting it needs), or None where it
+        has one (or keeps its default, which is never refused)."""
+        value = getattr(cfg, self.name)
+        if value == self.default:
+            return None
+        if self.applies is not None:
+            field, values = self.applies
+            if getattr(cfg, field) not in values:
+                return (f"with {field}={getattr(cfg, field)!r}: it needs "
+                        f"{self.describe_applies()}")
+        if self.unless is not None and getattr(cfg, self.unless) is not None:
+            return (f"once {self.unless}={getattr(cfg, self.unless)!r} is given: leave "
+                    f"{self.flag} at its default ({self.default!r})")
+        return None
+
 
 def option(default: Any, kind: str, help: str, *, group: str, **meta) -> Any:
     """A dataclass field carrying its :class:`Option` metadata."""
@@ -171,6 +238,7 @@ def option(default: Any, kind: str, help: str, *, group: str, **meta) -> Any:
         raise ValueError(f"kind={kind!r} is not one of {KINDS}")
     if "parse" not in meta and "choices" in meta:
         meta["parse"] = str
+
     return dataclasses.field(
         default=default,
         metadata={"option": Option(default=default, kind=kind, help=help, group=group, **meta)},

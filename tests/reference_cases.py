@@ -82,6 +82,9 @@ def _run(cfg: Config) -> Callable[[], Record]:
 
 
 FLOW = BASE.replace(method="flow", lr=1.0, rtol=1e-7, atol=1e-10)
+# With t1 given the flow ends at t1 and steps is refused (no effect): at its default, 300,
+# the save grid t1 x save_steps(steps, 11) / steps is the one of steps=40.
+FLOW_T1 = FLOW.replace(steps=300)
 
 # Options that select code are combined, so that about 20 compilations cover them all; a
 # case that only changes numeric fields (weight decay, lr, seed) reuses one of them.
@@ -108,8 +111,8 @@ CASES: dict[str, Callable[[], Record]] = {
     "ce_specgd": _run(CE.replace(method="specgd", lr=0.1)),
     "ce_muon_class": _run(CE.replace(method="muon", lr=0.05, parametrization="class")),
     "mse_flow_tsit5": _run(FLOW),
-    "mse_flow_t1": _run(FLOW.replace(t1=12.5, seed=2)),
-    "ce_flow_dopri5_stop": _run(FLOW.replace(loss="ce", init_scale=0.1, solver="dopri5",
+    "mse_flow_t1": _run(FLOW_T1.replace(t1=12.5, seed=2)),
+    "ce_flow_dopri5_stop": _run(FLOW_T1.replace(loss="ce", init_scale=0.1, solver="dopri5",
                                              t1=200.0, stop_metric="balanced_accuracy",
                                              stop_at=0.9)),
     # profiles, init, depth
@@ -128,7 +131,7 @@ CASES: dict[str, Callable[[], Record]] = {
     # meta-gradients
     "grad_gamma_t1": lambda: gradient(BASE.replace(weighting="power", gamma=0.5),
                                       "balanced_loss", ("gamma", "t1"), t1=120.0),
-    "grad_gamma_t1_flow": lambda: gradient(FLOW.replace(loss="ce", init_scale=0.1,
+    "grad_gamma_t1_flow": lambda: gradient(FLOW_T1.replace(loss="ce", init_scale=0.1,
                                                         weighting="power", gamma=0.5),
                                            "minority_loss", ("gamma", "t1"), t1=30.0),
     "grad_ratio": lambda: gradient(CE.replace(loss="la", weighting="power", gamma=0.5),

@@ -225,7 +225,7 @@ def test_gradients_through_the_flow_match_closed_form(adjoint):
     through simulate.trajectory with either adjoint."""
     counts, z0, t1 = (6, 2), 0.05, 8.0
     cfg = Config(loss="mse", counts=counts, dim=2, method="flow", init="aligned",
-                 init_scale=z0, t1=t1, steps=10, saves=3, x64=True, rtol=1e-11, atol=1e-13,
+                 init_scale=z0, t1=t1, saves=3, x64=True, rtol=1e-11, atol=1e-13,
                  adjoint=adjoint)
     with jax.enable_x64(True):
         spec, problem, numeric = spec_of(cfg), problem_of(cfg), numeric_of(cfg)
@@ -254,7 +254,7 @@ def test_loss_stop_event_with_kvaerno5_matches_closed_form(x64):
     solved by the implicit Kvaerno5; the saved outputs are frozen after the stop."""
     counts, threshold = (30, 12, 5), 0.1
     cfg = Config(loss="mse", counts=counts, dim=3, method="flow", init="aligned",
-                 init_scale=Z0, t1=200.0, steps=100, saves=101, x64=True, rtol=1e-10,
+                 init_scale=Z0, t1=200.0, saves=101, x64=True, rtol=1e-10,
                  atol=1e-12, solver="kvaerno5", stop_metric="loss", stop_at=threshold)
     result = simulate(cfg)
     tr = result.trajectory

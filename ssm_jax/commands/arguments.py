@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 
 from ..config import OPTIONS, Config
-from ..options import Option, parse_floats
+from ..io import check_output_path
+from ..options import ConfigError, Option, check_int, parse_distinct_floats, parse_real
+from ..resources import check_fits
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
@@ -19,23 +21,70 @@ EXIT_DIVERGED = 3
 SIMULATE_OPTIONS: list[Option] = [opt for opt in OPTIONS.values() if opt.shared and not opt.switch]
 
 
-def argparse_type(parse):
-    """An argparse ``type`` from an option parser: its ValueError message becomes the
-    argparse error (argparse reports a plain ValueError without its text)."""
-    if parse in (int, float, str):
+def argparse_type(parse, name: str | None = None):
+    """An argparse ``type`` from an option parser: its ValueError becomes the argparse
+    error ``name=TEXT: why`` (argparse reports a plain ValueError without its text), so
+    every subcommand refuses bad text (``nan``, ``inf``, ``1e12`` for an integer) in the
+    same words, with exit status 2."""
+    if parse is str:
         return parse
 
     def converted(text: str):
         try:
             return parse(text)
         except ValueError as err:
-            raise argparse.ArgumentTypeError(str(err)) from None
+            shown = f"{name}={text}: " if name else f"{text!r}: "
+            raise argparse.ArgumentTypeError(shown + str(err)) from None
 
-    converted.__name__ = parse.__name__
+    converted.__name__ = getattr(parse, "__name__", "value")
     return converted
 
 
-_floats = argparse_type(parse_floats)
+def real(name: str):
+    """The argparse ``type`` of a finite real option of one subcommand."""
+    return argparse_type(parse_real, name)
+
+
+def distinct_reals(name: str):
+    """The argparse ``type`` of a non-empty list of distinct finite values."""
+    return argparse_type(parse_distinct_floats, name)
+
+
+def integer(name: str, low: int = 0, high: int | None = None):
+    """The argparse ``type`` of an integer option of one subcommand, in ``[low, high]``."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        check_int(name, value, low=low, high=high)
+        return value
+
+    def converted(text: str) -> int:
+        try:
+            return parse(text)
+        except ConfigError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name}={text}: not an integer") from None
+
+    converted.__name__ = "integer"
+    return converted
+
+
+def output_file(text: str) -> str:
+    """The argparse ``type`` of an output file (``--json PATH``): checked before any work
+    (:func:`ssm_jax.io.check_output_path`), so a bad path exits 2 and nothing is written."""
+    try:
+        return check_output_path(text)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def output_folder(text: str) -> str:
+    """The argparse ``type`` of an output folder (``--out DIR``)."""
+    try:
+        return check_output_path(text, folder=True)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def help_of(opt: Option, suffix: str = "") -> str:
@@ -51,7 +100,7 @@ def add_option(parser, opt: Option) -> None:
     if opt.switch:
         parser.add_argument(opt.flag, dest=opt.name, action="store_true", help=opt.help)
         return
-    parser.add_argument(opt.flag, dest=opt.name, type=argparse_type(opt.parse),
+    parser.add_argument(opt.flag, dest=opt.name, type=argparse_type(opt.parse, opt.name),
                         choices=opt.allowed(), default=opt.default, help=help_of(opt))
 
 
@@ -63,10 +112,29 @@ def add_simulate_options(parser: argparse.ArgumentParser) -> None:
     add_option(group, OPTIONS["x64"])
 
 
+# A gradient through a run keeps checkpoints of the training loop and the backward pass's
+# cotangents beside the forward run: a rough, generous multiple of the run's own memory.
+GRADIENT_MEMORY_FACTOR = 4
+
+
 def config_from_args(args: argparse.Namespace, **overrides) -> Config:
-    """Build (and validate) a :class:`Config` from parsed ``simulate`` options."""
+    """Build (and validate) a :class:`Config` from parsed ``simulate`` options, and refuse
+    it when its estimated memory exceeds the machine's (:func:`check_run_memory`)."""
     values = {name: getattr(args, name) for name in OPTIONS if hasattr(args, name)}
-    if values.get("counts") is not None and values.get("profile") == "step":
-        values["profile"] = "counts"
     values.update(overrides)
-    return Config(**values)
+    cfg = Config(**values)
+    check_run_memory(cfg, gradient=getattr(args, "command", None) in ("grad", "meta"))
+    return cfg
+
+
+def check_run_memory(cfg: Config, *, gradient: bool = False) -> None:
+    """Estimate one run's memory from its shapes (the sweep planner's
+    :func:`~ssm_jax.sweep.planning.estimate_run_bytes`) and refuse it beyond the machine's
+    available memory, before anything is allocated."""
+    from ..simulate import spec_of
+    from ..sweep.planning import estimate_run_bytes
+
+    counts = cfg.class_counts
+    estimate = estimate_run_bytes(spec_of(cfg), len(counts), sum(counts), cfg.x64)
+    check_fits(estimate * (GRADIENT_MEMORY_FACTOR if gradient else 1),
+               "this gradient" if gradient else "this run")

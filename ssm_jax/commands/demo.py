@@ -6,6 +6,7 @@ import os
 
 from ..experiments import demo
 from ..io import to_json_value, write_json
+from .arguments import output_folder
 
 
 def register(sub) -> None:
@@ -15,7 +16,7 @@ def register(sub) -> None:
         "ERM vs power-law weights gamma = 1/2 and 1. Prints a table of learning times and "
         "writes DIR/demo.png and DIR/summary.json.",
     )
-    parser.add_argument("--out", default="demo_out", metavar="DIR",
+    parser.add_argument("--out", default="demo_out", metavar="DIR", type=output_folder,
                         help="output folder (default: demo_out)")
     parser.set_defaults(handler=run)
 

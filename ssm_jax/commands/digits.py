@@ -7,7 +7,7 @@ import os
 
 from ..experiments import digits
 from ..io import write_json
-from .arguments import EXIT_DIVERGED
+from .arguments import EXIT_DIVERGED, output_folder, real
 
 _DEFAULTS = digits.DigitsConfig()
 
@@ -40,7 +40,7 @@ OPTIONS = [
     ("--weightings", "weightings", _names,
      f"weightings to compare, comma separated, from {','.join(digits.WEIGHTINGS)}"),
     ("--tau", "tau", float, "logit-adjustment strength tau (>= 0)"),
-    ("--method", "method", str, "optimiser: gd, momentum (SGD + momentum) or adam"),
+    ("--method", "method", str, "optimiser: " + ", ".join(digits.METHODS)),
     ("--lr", "lr", float, "peak learning rate"),
     ("--momentum", "momentum", float, "momentum coefficient (method momentum)"),
     ("--warmup", "warmup", int, "steps of geometric learning-rate warm-up (0: constant lr)"),
@@ -68,13 +68,14 @@ def register(sub) -> None:
         "accuracy early and at the end, and the minority/majority delay measured on the "
         "network vs the UFM's; writes DIR/digits.json and DIR/digits.png.",
     )
-    parser.add_argument("--out", default="digits_out", metavar="DIR",
+    parser.add_argument("--out", default="digits_out", metavar="DIR", type=output_folder,
                         help="output folder (default: digits_out)")
     group = parser.add_argument_group("experiment")
     for flag, field, parse, text in OPTIONS:
         default = getattr(_DEFAULTS, field)
         shown = "end of warm-up" if field == "early_step" else _shown(default)
-        group.add_argument(flag, dest=field, type=parse, default=default,
+        kind = real(field) if parse is float else parse  # finite values only
+        group.add_argument(flag, dest=field, type=kind, default=default,
                            help=f"{text} (default: {shown})")
     group.add_argument("--x64", action="store_true", help="compute in float64")
     parser.add_argument("--save-params", action="store_true",

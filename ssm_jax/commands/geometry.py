@@ -17,7 +17,14 @@ import sys
 import numpy as np
 
 from ..config import ConfigError
-from .arguments import EXIT_DIVERGED, _floats, add_simulate_options, config_from_args
+from .arguments import (
+    EXIT_DIVERGED,
+    add_simulate_options,
+    config_from_args,
+    distinct_reals,
+    output_folder,
+    real,
+)
 
 
 def register(sub) -> None:
@@ -30,10 +37,12 @@ def register(sub) -> None:
         "decay (terminal.png/json).",
     )
     add_simulate_options(parser)
-    parser.add_argument("--out", default="geometry_out", help="output folder")
-    parser.add_argument("--weight-decays", type=_floats, default=None,
-                        help="comma-separated weight decays for the terminal-phase comparison")
-    parser.add_argument("--reweight-gamma", type=float, default=1.0,
+    parser.add_argument("--out", default="geometry_out", type=output_folder,
+                        help="output folder")
+    parser.add_argument("--weight-decays", type=distinct_reals("weight-decays"), default=None,
+                        help="comma-separated weight decays for the terminal-phase comparison "
+                        "(distinct, > 0)")
+    parser.add_argument("--reweight-gamma", type=real("reweight-gamma"), default=1.0,
                         help="power-law gamma of the reweighted runs, in the minority-collapse "
                         "and terminal-phase comparisons (default: 1.0)")
     parser.set_defaults(handler=run)

@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import meta
 from ..io import to_json_value, write_json
-from .arguments import EXIT_DIVERGED, add_simulate_options, config_from_args
+from .arguments import EXIT_DIVERGED, add_simulate_options, config_from_args, output_file, real
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -19,7 +19,7 @@ def add_meta_options(parser) -> None:
     """``--objective`` and ``--temperature`` (the stopping time is the run option --t1)."""
     parser.add_argument("--objective", default="balanced_loss", choices=meta.OBJECTIVES,
                         help="scalar of the run at time T (default: balanced_loss)")
-    parser.add_argument("--temperature", type=float, default=meta.DEFAULT_TEMPERATURE,
+    parser.add_argument("--temperature", type=real("temperature"), default=meta.DEFAULT_TEMPERATURE,
                         help="temperature of the balanced_accuracy surrogate "
                         f"(default: {meta.DEFAULT_TEMPERATURE})")
 
@@ -37,7 +37,8 @@ def register(sub) -> None:
     parser.add_argument("--wrt", type=_names, default=("gamma",), metavar="NAME[,NAME]",
                         help=f"options to differentiate by: {', '.join(meta.WRT)} "
                         "(default: gamma)")
-    parser.add_argument("--json", metavar="PATH", help="write value and gradient as JSON")
+    parser.add_argument("--json", metavar="PATH", type=output_file,
+                        help="write value and gradient as JSON")
     parser.set_defaults(handler=run)
 
 
@@ -63,7 +64,7 @@ def run(args) -> int:
     for name, g in out.gradient.items():
         shown = np.array2string(np.asarray(g), precision=8) if np.ndim(g) else f"{float(g):.10g}"
         print(f"  d/d{name} = {shown}")
-    if args.json:
+    if args.json is not None:
         write_json(to_json_value({
             "objective": args.objective,
             "t1": t1,

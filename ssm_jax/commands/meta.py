@@ -10,12 +10,17 @@ import numpy as np
 
 from .. import meta
 from ..io import to_json_value, write_json
-from .arguments import EXIT_DIVERGED, add_simulate_options
+from .arguments import (
+    EXIT_DIVERGED,
+    add_simulate_options,
+    distinct_reals,
+    integer,
+    output_folder,
+    real,
+)
 from .grad import add_meta_options, config_and_t1
 
-
-def _times(text: str) -> tuple[float, ...]:
-    return tuple(float(v) for v in text.split(",") if v.strip())
+MAX_ITERATIONS = 100_000  # each one is a gradient through a whole training run
 
 
 def register(sub) -> None:
@@ -33,15 +38,15 @@ def register(sub) -> None:
     parser.add_argument("--learn", choices=meta.LEARNABLE, default="gamma",
                         help="what to learn: the power-law exponent gamma or the per-class "
                         "weights (default: gamma)")
-    parser.add_argument("--times", type=_times, default=None, metavar="T[,T]",
+    parser.add_argument("--times", type=distinct_reals("times"), default=None, metavar="T[,T]",
                         help="several stopping times, one optimisation each (overrides --t1)")
-    parser.add_argument("--iterations", type=int, default=100,
-                        help="meta-optimisation steps (default: 100)")
-    parser.add_argument("--meta-lr", type=float, default=0.05,
+    parser.add_argument("--iterations", type=integer("iterations", 0, MAX_ITERATIONS), default=100,
+                        help=f"meta-optimisation steps, at most {MAX_ITERATIONS} (default: 100)")
+    parser.add_argument("--meta-lr", type=real("meta-lr"), default=0.05,
                         help="learning rate of the meta-optimiser (default: 0.05)")
     parser.add_argument("--meta-optimizer", choices=("adam", "sgd"), default="adam",
                         help="optax meta-optimiser (default: adam)")
-    parser.add_argument("--out", default="meta_out", metavar="DIR",
+    parser.add_argument("--out", default="meta_out", metavar="DIR", type=output_folder,
                         help="output folder (default: meta_out)")
     parser.set_defaults(handler=run)
 

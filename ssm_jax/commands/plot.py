@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .arguments import output_folder
+
 
 def register(sub) -> None:
     parser = sub.add_parser(
@@ -11,7 +13,8 @@ def register(sub) -> None:
         "ratio). Writes STEM_delay.png and STEM_accuracy.png next to PATH or in --out.",
     )
     parser.add_argument("path", metavar="PATH", help="netCDF file written by `ssm-jax sweep`")
-    parser.add_argument("--out", metavar="DIR", help="folder for the PNGs (default: PATH's)")
+    parser.add_argument("--out", metavar="DIR", type=output_folder,
+                        help="folder for the PNGs (default: PATH's)")
     parser.add_argument("--time", default="learn_time", choices=("learn_time", "half_time"),
                         help="which learning time the delay ratio uses (default: learn_time)")
     parser.add_argument("--select", action="append", metavar="DIM=VALUE",

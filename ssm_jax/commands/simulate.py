@@ -8,7 +8,13 @@ import numpy as np
 
 from ..config import OPTIONS
 from ..simulate import flow_json, simulate, write_json
-from .arguments import EXIT_DIVERGED, add_option, add_simulate_options, config_from_args
+from .arguments import (
+    EXIT_DIVERGED,
+    add_option,
+    add_simulate_options,
+    config_from_args,
+    output_file,
+)
 
 
 def register(sub) -> None:
@@ -19,7 +25,8 @@ def register(sub) -> None:
     )
     add_simulate_options(parser)
     add_option(parser, OPTIONS["keep_params"])
-    parser.add_argument("--json", metavar="PATH", help="write the full results as JSON")
+    parser.add_argument("--json", metavar="PATH", type=output_file,
+                        help="write the full results as JSON")
     parser.set_defaults(handler=run)
 
 
@@ -44,7 +51,7 @@ def run(args) -> int:
     cfg = config_from_args(args)
     result = simulate(cfg)
     print_summary(result)
-    if args.json:
+    if args.json is not None:
         write_json(result.to_dict(), args.json)
         print(f"wrote {args.json}")
     flow_stats = result.trajectory.flow

@@ -9,7 +9,8 @@ import numpy as np
 
 from .. import sweep as sweeping
 from ..config import ConfigError
-from .arguments import EXIT_DIVERGED, SIMULATE_OPTIONS, help_of
+from ..resources import check_fits
+from .arguments import EXIT_DIVERGED, SIMULATE_OPTIONS, help_of, integer, output_file
 
 
 def register(sub) -> None:
@@ -29,13 +30,14 @@ def register(sub) -> None:
         mark = " [list]" if opt.name in sweepable else ""
         group.add_argument(opt.flag, dest=opt.name, default=None, metavar="VALUE",
                            help=help_of(opt, mark))
-    group.add_argument("--seeds", type=int, default=None, metavar="N",
+    group.add_argument("--seeds", type=integer("seeds", 1, sweeping.MAX_SEEDS),
+                       default=None, metavar="N",
                        help="sweep over seeds 0..N-1 (instead of --seed)")
     group.add_argument("--x64", action="store_true", default=None, help="compute in float64")
     parser.add_argument("--config", metavar="FILE.toml",
                         help="read options from a TOML file (keys are option names, lists "
                         "are swept; command-line options win)")
-    parser.add_argument("--out", metavar="PATH",
+    parser.add_argument("--out", metavar="PATH", type=output_file,
                         help="netCDF file to write (finished chunks go to PATH.parts/ until "
                         "the sweep is complete); without it the results are only summarised")
     run_group = parser.add_argument_group("execution")
@@ -104,8 +106,10 @@ def set_cpu_devices(value: str | None) -> None:
             count = int(value)
         except ValueError:
             count = 0
-    if count < 1:
-        raise ConfigError(f"--cpu-devices={value!r} must be a positive integer or 'auto'")
+    cores = os.cpu_count() or 1
+    if not 1 <= count <= cores:
+        raise ConfigError(f"--cpu-devices={value!r} must be 'auto' or an integer from 1 to "
+                          f"the number of cores ({cores})")
     try:
         jax.config.update("jax_num_cpu_devices", count)
     except RuntimeError as err:  # the backend is already running (e.g. inside Python)
@@ -133,6 +137,10 @@ def run(args) -> int:
                               ">= 1") from None
     plan = sweeping.plan(sweep, chunk_size=args.chunk_size, memory_budget=args.memory_budget,
                          buckets=buckets)
+    # One chunk in flight, and the finished Dataset (a few arrays of saves x classes per run).
+    itemsize = 8 if sweep.base.x64 else 4
+    result_bytes = sweep.size * itemsize * plan.saves * (4 * plan.num_classes + 4)
+    check_fits(plan.run_bytes * plan.chunk_size + result_bytes, f"the sweep of {sweep.size} runs")
     shape = " x ".join(f"{d} {n}" for d, n in zip(sweep.dims, sweep.shape, strict=True))
     print(f"sweep: {sweep.size} runs ({shape or 'one configuration'}); "
           f"{len(plan.groups)} compiled group(s) (padded n: "

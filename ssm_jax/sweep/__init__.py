@@ -43,6 +43,8 @@ results).
 
 from .analysis import config_of, delay_ratio, load, select
 from .definition import (
+    MAX_RUNS,
+    MAX_SEEDS,
     Sweep,
     dim_name,
     make_sweep,
@@ -83,6 +85,8 @@ __all__ = [
     "CPU_COMPILER_OPTIONS",
     "CPU_COMPILE_FLOPS",
     "CPU_RUNS_PER_DEVICE",
+    "MAX_RUNS",
+    "MAX_SEEDS",
     "VARIABLES",
     "Chunk",
     "Group",

@@ -24,6 +24,11 @@ from ..config import OPTIONS, Config, ConfigError
 # Version of the layout of parts and files; part of every sweep's hash.
 FORMAT_VERSION = 1
 
+# Bounds (docs/cli.md): a sweep's plan holds two ints per run and its file a few arrays
+# per run, so its size is refused before anything is built.
+MAX_SEEDS = 100_000
+MAX_RUNS = 10_000_000
+
 # Dimension names of axes whose field name is also a variable name.
 DIM_NAMES = {"loss": "loss_fn"}
 
@@ -129,8 +134,8 @@ def make_sweep(base: Config | Mapping[str, Any] | None = None,
         base = Config(**dict(base))
     axes = dict(axes or {})
     if seeds is not None:
-        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-            raise ConfigError(f"seeds={seeds!r} must be an integer >= 1")
+        if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
+            raise ConfigError(f"seeds={seeds!r} must be an integer >= 1 and <= {MAX_SEEDS}")
         if "seed" in axes:
             raise ConfigError("give either seeds=N or a list of seeds, not both")
         axes["seed"] = list(range(seeds))
@@ -150,6 +155,11 @@ def make_sweep(base: Config | Mapping[str, Any] | None = None,
             single[field] = values[0]
         else:
             listed[field] = values
+    size = math.prod(len(values) for values in listed.values())
+    if size > MAX_RUNS:
+        shape = " x ".join(str(len(values)) for values in listed.values())
+        raise ConfigError(f"the sweep has {size} runs ({shape}); at most {MAX_RUNS} are "
+                          "allowed")
     if base.keep_params:
         raise ConfigError("keep_params=True is not supported in sweeps (memory grows with "
                           "steps x runs); run the configurations you need with simulate")
@@ -198,8 +208,6 @@ def sweep_from_options(options: Mapping[str, Any], *, x64: bool = False) -> Swee
         else:
             values = [value]
         axes[field] = [opt.convert(v) for v in values]
-    if base.get("counts") is not None and base.get("profile", "step") == "step":
-        base["profile"] = "counts"
     try:
         return make_sweep(Config(**base), axes, seeds=seeds)
     except TypeError as err:  # a wrongly typed value in a file

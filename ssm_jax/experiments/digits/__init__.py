@@ -41,7 +41,7 @@ and observations), :mod:`.training`, :mod:`.ufm` (the bridge), :mod:`.results` a
 :func:`ssm_jax.plot.digits_figure`.
 """
 
-from .config import NUM_CLASSES, PIXELS, WEIGHTINGS, DigitsConfig, validate_digits
+from .config import METHODS, NUM_CLASSES, PIXELS, WEIGHTINGS, DigitsConfig, validate_digits
 from .data import DigitsData, load_data
 from .network import (
     Params,
@@ -68,6 +68,7 @@ from .ufm import (
 )
 
 __all__ = [
+    "METHODS",
     "NUM_CLASSES",
     "PIXELS",
     "RECORDED_PER_CLASS",

@@ -7,12 +7,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...config import METHODS, ConfigError, _finite, _positive_int
+from ...config import ConfigError, _finite, _positive_int
 from ...dynamics import discrete
 from ...problem import step_counts
 from .schedule import elapsed_multiplier
 
 NUM_CLASSES = 10
+# The optimisers the MLP trainer supports: the spectral ones act on the UFM's two
+# matrices and gradient flow has no optax transformation.
+METHODS = ("gd", "momentum", "adam")
+# Bounds (docs/cli.md): the MLP and its runs are refused beyond these before allocation.
+MAX_WIDTH = 65_536
+MAX_LAYERS = 16
+MAX_STEPS = 10**7
+MAX_SEEDS = 1_000
+MAX_SEED = 2**32 - 1
 PIXELS = 64
 # weighting name -> (power-law gamma, uses logit adjustment)
 WEIGHTINGS: dict[str, tuple[float, bool]] = {
@@ -132,11 +141,12 @@ def validate_digits(cfg: DigitsConfig) -> None:
         raise ConfigError(f"test_per_class={cfg.test_per_class} is out of range: the smallest "
                           f"digit has {available + cfg.test_per_class} examples")
     _positive_int("train_per_class", cfg.train_per_class, low=1, high=available)
-    _positive_int("split_seed", cfg.split_seed, low=0)
-    if len(cfg.hidden) < 1:
-        raise ConfigError("hidden=() needs at least one hidden layer (the features)")
+    _positive_int("split_seed", cfg.split_seed, low=0, high=MAX_SEED)
+    if not 1 <= len(cfg.hidden) <= MAX_LAYERS:
+        raise ConfigError(f"hidden={list(cfg.hidden)!r} needs between 1 and {MAX_LAYERS} "
+                          "hidden layers (the last is the features)")
     for width in cfg.hidden:
-        _positive_int("hidden width", width, low=1)
+        _positive_int("hidden width", width, low=1, high=MAX_WIDTH)
     _finite("init_scale", cfg.init_scale, low=0.0, strict=True)
     if len(cfg.weightings) < 1:
         raise ConfigError("weightings=() needs at least one weighting")
@@ -148,21 +158,22 @@ def validate_digits(cfg: DigitsConfig) -> None:
         raise ConfigError(f"weightings={list(cfg.weightings)!r} lists a weighting twice")
     _finite("tau", cfg.tau, low=0.0)
     if cfg.method not in METHODS:
-        raise ConfigError(f"method={cfg.method!r} is not one of {', '.join(map(repr, METHODS))}")
+        raise ConfigError(f"method={cfg.method!r} is not one of {', '.join(map(repr, METHODS))} "
+                          "(the digits MLP is trained by an optax optimiser)")
     _finite("lr", cfg.lr, low=0.0, strict=True)
     _finite("momentum", cfg.momentum, low=0.0)
     if cfg.momentum > 1:
         raise ConfigError(f"momentum={cfg.momentum!r} is out of range: need 0 <= momentum <= 1")
-    _positive_int("warmup", cfg.warmup, low=0)
+    _positive_int("warmup", cfg.warmup, low=0, high=MAX_STEPS)
     _finite("warmup_factor", cfg.warmup_factor, low=1.0)
     _finite("weight_decay", cfg.weight_decay, low=0.0)
-    _positive_int("steps", cfg.steps, low=1)
+    _positive_int("steps", cfg.steps, low=1, high=MAX_STEPS)
     _positive_int("checkpoints", cfg.checkpoints, low=2, high=cfg.steps + 1)
-    _positive_int("seeds", cfg.seeds, low=1)
-    _positive_int("seed", cfg.seed, low=0)
+    _positive_int("seeds", cfg.seeds, low=1, high=MAX_SEEDS)
+    _positive_int("seed", cfg.seed, low=0, high=MAX_SEED)
     if cfg.early_step is not None:
         _positive_int("early_step", cfg.early_step, low=0, high=cfg.steps)
-    _positive_int("ufm_steps", cfg.ufm_steps, low=2)
+    _positive_int("ufm_steps", cfg.ufm_steps, low=2, high=MAX_STEPS)
     _finite("ufm_lr", cfg.ufm_lr, low=0.0, strict=True)
     _finite("ufm_init_scale", cfg.ufm_init_scale, low=0.0, strict=True)
-    _positive_int("vmap_size", cfg.vmap_size, low=0)
+    _positive_int("vmap_size", cfg.vmap_size, low=0, high=MAX_SEEDS * len(WEIGHTINGS))
