@@ -366,14 +366,11 @@ def check_precision(cfg: Config) -> None:
 def _weights_held(counts: tuple[int, ...], weighting: str, gamma: float, beta: float,
                   weights: tuple[float, ...] | None, x64: bool) -> bool:
     """Whether the registered weighting gives finite, nonzero weights in the run's
-    precision (computed by the registry's own function; cached, as sweeps repeat it)."""
-    import jax
-    import jax.numpy as jnp
-
-    with jax.enable_x64(x64):
-        dtype = jnp.float64 if x64 else jnp.float32
-        values = np.asarray(WEIGHTINGS[weighting].weights(jnp.asarray(counts, dtype), gamma,
-                                                           beta, weights))
+    precision (computed by the registry's own function, in numpy so that validating a
+    configuration never starts a JAX backend; cached, as sweeps repeat it)."""
+    dtype = np.float64 if x64 else np.float32
+    with np.errstate(all="ignore"):
+        values = WEIGHTINGS[weighting].weights(np.asarray(counts, dtype), gamma, beta, weights)
     return bool(np.all(np.isfinite(values)) and np.all(values[np.asarray(weights or counts)
                                                               != 0] > 0))
 
