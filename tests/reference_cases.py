@@ -15,6 +15,7 @@ divergence, sweeps and meta-gradients.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 
@@ -30,6 +31,10 @@ DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "referen
 BASE = Config(k_major=2, k_minor=2, n_major=20, ratio=4.0, dim=8, steps=40, saves=11,
               x64=True)
 CE = BASE.replace(loss="ce", lr=2.0, init_scale=0.1)
+# Explicit counts replace the step profile: its shape options go back to their defaults
+# (they had no effect beside counts, and setting them is refused).
+STEP_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Config)
+                 if f.name in ("k_major", "k_minor", "n_major", "ratio")}
 
 Record = dict[str, np.ndarray]
 
@@ -117,9 +122,9 @@ CASES: dict[str, Callable[[], Record]] = {
                                              stop_at=0.9)),
     # profiles, init, depth
     "ce_longtail": _run(CE.replace(profile="longtail", ratio=6.0)),
-    "mse_counts_aligned": _run(BASE.replace(profile="counts", counts=(20, 12, 6, 3),
-                                            weighting="power", gamma=1.0, init="aligned",
-                                            init_scale=0.05)),
+    "mse_counts_aligned": _run(BASE.replace(**STEP_DEFAULTS, profile="counts",
+                                            counts=(20, 12, 6, 3), weighting="power",
+                                            gamma=1.0, init="aligned", init_scale=0.05)),
     "ce_depth2": _run(CE.replace(depth=2)),
     # recorded extras
     "ce_geometry_params": _run(CE.replace(geometry=True, keep_params=True)),

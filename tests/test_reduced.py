@@ -121,9 +121,11 @@ def test_class_groups_of_configurations():
 def test_pooled_groups_equal_separate_classes(counts, x64):
     """Pooling classes of equal count (G = 2 or 3 scatters) gives the per-class reduced run
     and the per-example run; the state really is pooled."""
-    cfg = Config(x64=True, k_major=2, k_minor=3, n_major=25, ratio=5, dim=6, counts=counts,
-                 weighting="power", gamma=0.7, parametrization="whitened", init_scale=0.1,
-                 lr=1.0, steps=50, saves=6, bias=True)
+    # The step profile's shape, or explicit counts (which replace it).
+    imbalance = (dict(k_major=2, k_minor=3, n_major=25, ratio=5) if counts is None
+                 else dict(counts=counts))
+    cfg = Config(x64=True, dim=6, weighting="power", gamma=0.7, parametrization="whitened",
+                 init_scale=0.1, lr=1.0, steps=50, saves=6, bias=True, **imbalance)
     spec = simulate.spec_of(cfg.replace(reduced="on"))
     assert reduced.num_groups(spec, 5) == (2 if counts is None else 3)
     problem, numeric = simulate.problem_of(cfg), simulate.numeric_of(cfg)

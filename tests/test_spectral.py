@@ -39,10 +39,11 @@ def test_specgd_step_is_minus_lr_polar(x64):
 
 
 def run(method, parametrization, lr, steps, weighting="erm", depth=1):
+    power = {"gamma": 1.0} if weighting == "power" else {}  # gamma has no effect under ERM
     cfg = Config(loss="mse", counts=COUNTS, profile="counts", dim=6, init="aligned",
                  init_scale=Z0, parametrization=parametrization, method=method, lr=lr,
-                 steps=steps, saves=min(steps + 1, 101), weighting=weighting, gamma=1.0,
-                 depth=depth, x64=True)
+                 steps=steps, saves=min(steps + 1, 101), weighting=weighting, depth=depth,
+                 x64=True, **power)
     return simulate(cfg).trajectory
 
 
