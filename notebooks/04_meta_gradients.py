@@ -150,7 +150,9 @@ iterations = 8 if QUICK else 40
 learned_gamma = meta.learn(cfg, "balanced_loss", learn="gamma", iterations=iterations,
                            learning_rate=0.1)
 start = tuple(float(v) for v in class_weights(counts, "power", cfg.gamma))
-learned_weights = meta.learn(cfg.replace(weights=start), "balanced_loss", learn="weights",
+# (explicit weights replace the power law: gamma goes back to its default, 0)
+explicit = cfg.replace(weighting="explicit", gamma=0.0, weights=start)
+learned_weights = meta.learn(explicit, "balanced_loss", learn="weights",
                              iterations=iterations, learning_rate=0.1)
 w = learned_weights.learned
 effective = -np.log(w[~major].mean() / w[major].mean()) / np.log(
