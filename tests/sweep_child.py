@@ -15,6 +15,18 @@ import os
 import sys
 import time
 
+
+def child_env(cache_dir) -> dict:
+    """The environment of a child sweep: CPU, one device (as the test process), a compilation
+    cache shared by the children and kept for every program."""
+    env = dict(os.environ)
+    env.pop("XLA_FLAGS", None)
+    env.update(JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES="1", JAX_COMPILATION_CACHE_DIR=cache_dir,
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1")
+    return env
+
+
 BASE = dict(k_major=2, k_minor=2, n_major=12, dim=4, steps=20, saves=6, lr=2.0,
             weighting="power")
 AXES = {"ratio": [1.0, 3.0], "gamma": [0.0, 1.0]}

@@ -4,7 +4,6 @@ single-process Dataset; a process killed mid-sweep leaves parts that one host fi
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -27,13 +26,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def child_env(cache_dir) -> dict:
-    env = dict(os.environ)
-    env.pop("XLA_FLAGS", None)
-    env.update(JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES="1", JAX_COMPILATION_CACHE_DIR=cache_dir,
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1")
-    return env
 
 
 def logged(path) -> list[int]:
@@ -69,7 +61,8 @@ def test_two_processes_give_the_single_process_dataset(tmp_path, reference, cach
     command = [sys.executable, "-m", "ssm_jax", "sweep", *options, "--seeds=2",
                f"--chunk-size={sweep_child.CHUNK_SIZE}", "--no-progress", "--out", str(out),
                "--distributed", f"--coordinator=127.0.0.1:{port}", "--num-processes=2"]
-    children = [subprocess.Popen([*command, f"--process-id={i}"], env=child_env(cache_dir),
+    env = sweep_child.child_env(cache_dir)
+    children = [subprocess.Popen([*command, f"--process-id={i}"], env=env,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                 for i in range(2)]
     try:
@@ -89,7 +82,7 @@ def test_a_process_killed_mid_sweep_then_one_host_finishes(tmp_path, reference, 
     """Process 1 of 2 is killed after its first chunk; process 0 saves its own chunks and
     waits (it is then stopped too); rerun on one host, the sweep computes only the chunk
     nobody saved and gives the single-process Dataset."""
-    out, port, env = tmp_path / "s.nc", free_port(), child_env(cache_dir)
+    out, port, env = tmp_path / "s.nc", free_port(), sweep_child.child_env(cache_dir)
     logs = [tmp_path / f"log{i}" for i in range(3)]
     total = len(sweep.plan(sweep_child.make(), chunk_size=sweep_child.CHUNK_SIZE).chunks)
     assert total == 4  # process 0: chunks 0, 2; process 1: chunks 1, 3

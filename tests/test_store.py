@@ -32,13 +32,6 @@ class Stop(Exception):
     """Raised from on_chunk to leave a sweep's parts behind unassembled."""
 
 
-def child_env(cache_dir) -> dict:
-    env = dict(os.environ)
-    env.pop("XLA_FLAGS", None)
-    env.update(JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES="1", JAX_COMPILATION_CACHE_DIR=cache_dir,
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1")
-    return env
 
 
 def wait_for_lines(path, count: int, child=None) -> None:
@@ -206,7 +199,7 @@ def test_a_held_lock_refuses_a_second_writer(swept, tmp_path):
 def test_concurrent_writers_and_a_kill_mid_sweep(reference, tmp_path, cache_dir):
     """A sweep is killed mid-way (its lock dies with it); a second writer started while a
     third runs exits 2 without touching anything; the third gives the reference Dataset."""
-    out, env = tmp_path / "s.nc", child_env(cache_dir)
+    out, env = tmp_path / "s.nc", sweep_child.child_env(cache_dir)
     logs = [tmp_path / f"log{i}" for i in range(3)]
 
     def start(i: int, pause: float) -> subprocess.Popen:
