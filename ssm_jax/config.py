@@ -355,8 +355,8 @@ def check_precision(cfg: Config) -> None:
                                   ("" if cfg.x64 else "; use --x64 or a value in range"))
     if cfg.weighting != "erm" and not _weights_held(cfg.class_counts, cfg.weighting, cfg.gamma,
                                                     cfg.beta, cfg.weights, cfg.x64):
-        setting = {"power": f"gamma={cfg.gamma!r}", "effective": f"beta={cfg.beta!r}"}.get(
-            cfg.weighting, f"weights={list(cfg.weights or ())!r}")
+        setting = ", ".join(f"{name}={getattr(cfg, name)!r}"
+                            for name in WEIGHTINGS[cfg.weighting].uses)
         raise ConfigError(f"{setting} with weighting={cfg.weighting!r} gives class weights "
                           f"that overflow or underflow to 0 in {np.dtype(dtype).name} for "
                           f"counts {list(cfg.class_counts)[:10]}")
