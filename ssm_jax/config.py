@@ -33,7 +33,7 @@ from .options import (
     parse_ints,
     parse_real,
 )
-from .registry import LOSSES, METHODS, PARAMETRIZATIONS, PROFILES, SOLVERS, WEIGHTINGS
+from .registry import LOSSES, METHODS, PARAMETRIZATIONS, PROFILES, SAMPLINGS, SOLVERS, WEIGHTINGS
 
 INITS = ("gaussian", "aligned")
 ADJOINTS = ("recursive", "backsolve")
@@ -52,6 +52,7 @@ MAX_STEPS = 10**9  # optimisation steps, flow solver steps
 MAX_SAVES = 10**6  # save points
 MAX_DEPTH = 64  # layers of the deep linear UFM
 MAX_SEED = 2**32 - 1  # JAX's PRNG keys hold 32 bits: 2**32 would silently be seed 0
+MAX_BATCH = 10**9  # minibatch size (draws per step of the class samplers)
 
 IMBALANCE, WEIGHTING, MODEL, LOSS, OPTIMISER, FLOW, OUTPUT = (
     "imbalance", "weighting", "model", "loss", "optimiser", "gradient flow", "output")
@@ -92,7 +93,8 @@ class Config:
     __no_type_check__ = True
 
     loss: str = option("mse", "static", "training loss: squared (mse), cross-entropy (ce), "
-                       "logit-adjusted (la) or VS (vs) cross-entropy, or focal loss (focal)",
+                       "logit-adjusted (la) or VS (vs) cross-entropy, focal loss (focal), or "
+                       "LDAM (ldam)",
                        group=LOSS, choices=LOSSES)
     profile: str = option("step", "problem", "imbalance profile", group=IMBALANCE,
                           choices=PROFILES)
@@ -124,6 +126,13 @@ class Config:
     weights: tuple[float, ...] | None = option(
         None, "traced", "explicit per-class weights, comma separated", group=WEIGHTING,
         parse=parse_floats, applies=("weighting", ("explicit",)), low=0.0)
+    reweight_from: float | None = option(
+        None, "traced", "deferred re-weighting (DRW): ERM weights before this time, the "
+        "chosen weighting from it on (t = lr x step)", group=WEIGHTING, parse=parse_real,
+        low=0.0, inert=("weighting", ("erm",)))
+    reweight_until: float | None = option(
+        None, "traced", "the chosen weighting until this time, ERM weights from it on",
+        group=WEIGHTING, parse=parse_real, low=0.0, inert=("weighting", ("erm",)))
     parametrization: str = option("sample", "static", "feature parametrisation", group=MODEL,
                                   choices=PARAMETRIZATIONS)
     bias: bool = option(False, "static", "train a classifier bias b (true/false)",
@@ -140,6 +149,12 @@ class Config:
                              applies=("method", ("momentum", "muon")), low=0.0, high=1.0)
     lr: float = option(4.0, "traced", "learning rate (time t = lr x step)", group=OPTIMISER,
                        parse=parse_real, low=0.0, strict=True)
+    batch_size: int | None = option(
+        None, "static", "minibatch size of stochastic gradient descent (default: the full "
+        "batch); batches are drawn by --sampling", group=OPTIMISER, parse=int, low=1,
+        high=MAX_BATCH, inert=("method", ("flow",)))
+    sampling: str = option("uniform", "static", "how minibatches are drawn", group=OPTIMISER,
+                           choices=SAMPLINGS, needs="batch_size")
     steps: int = option(300, "static", "number of optimisation steps (with --method flow "
                         "and --t1: leave it, the flow ends at t1)", group=OPTIMISER,
                         parse=int, low=1, high=MAX_STEPS, unless="t1")
@@ -161,6 +176,12 @@ class Config:
                         group=LOSS, parse=parse_real)
     vs_gamma: float = option(0.2, "traced", "VS loss: multiplicative Delta_c = (n_c / n_max)"
                              "^vs_gamma", group=LOSS, parse=parse_real, applies=("loss", ("vs",)))
+    ldam_margin: float = option(0.5, "traced", "LDAM: the largest class margin (the margins "
+                                "are m_c ∝ n_c^-1/4)", group=LOSS, parse=parse_real,
+                                applies=("loss", ("ldam",)), low=0.0)
+    ldam_scale: float = option(1.0, "traced", "LDAM: the logits are scaled by this before "
+                               "the softmax", group=LOSS, parse=parse_real,
+                               applies=("loss", ("ldam",)), low=0.0, strict=True)
     focal_gamma: float = option(2.0, "traced", "focal loss exponent: (1 - p_y)^focal_gamma "
                                 "multiplies the cross-entropy (0 = cross-entropy)", group=LOSS,
                                 parse=parse_real, applies=("loss", ("focal",)), low=0.0)
@@ -238,6 +259,9 @@ class _SpecExtras:
     # Classes that always share count and weight (same id), so the reduced simulator may
     # pool their within-class state; None: every class on its own (always exact).
     class_groups: tuple[int, ...] | None = None
+    # The phases of the weight schedule of --reweight-from / --reweight-until, each "erm" or
+    # "weighting" (ssm_jax.schedule.phases_of); one phase: no switch.
+    weight_phases: tuple[str, ...] = ("weighting",)
 
 
 Spec = dataclasses.make_dataclass(
@@ -250,14 +274,15 @@ Spec = dataclasses.make_dataclass(
 )
 Spec.__module__ = __name__
 Spec.__doc__ = ("The static part of a run: it selects code and fixes array shapes (a jit "
-                "static argument). One field per static option of Config, plus remat and "
-                "class_groups.")
+                "static argument). One field per static option of Config, plus remat, "
+                "class_groups and weight_phases.")
 
 Numeric = NamedTuple("Numeric", [(name, object) for name in options_of_kind("traced")])
 Numeric.__module__ = __name__
 Numeric.__doc__ = ("The traced part of a run: one array per traced option of Config, which "
                    "vmap and grad can see (explicit weights are ones of shape (k,) unless "
-                   "weighting is explicit; t1 is lr x steps unless given).")
+                   "weighting is explicit; t1 is lr x steps unless given; reweight_from "
+                   "and reweight_until are 0 unless given, and then unused).")
 
 
 def validate(cfg: Config) -> None:
@@ -297,6 +322,7 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"beta={cfg.beta!r} is out of range: need 0 <= beta < 1")
     if cfg.weighting == "explicit" and cfg.weights is None:
         raise ConfigError("weighting='explicit' needs weights=(w_1, ..., w_k)")
+    validate_schedule(cfg)
     if cfg.weights is not None and sum(cfg.weights) <= 0:
         raise ConfigError(f"weights={list(cfg.weights)!r} must not all be zero")
     if cfg.init == "aligned" and not 0.0 < cfg.init_scale < 1.0:
@@ -375,6 +401,21 @@ def _weights_held(counts: tuple[int, ...], weighting: str, gamma: float, beta: f
                                                               != 0] > 0))
 
 
+def validate_schedule(cfg: Config) -> None:
+    """The weight schedule (``reweight_from``, ``reweight_until``): a weighted phase that
+    is not empty, and a parametrisation that does not depend on the weights."""
+    start, stop = cfg.reweight_from, cfg.reweight_until
+    if start is not None and stop is not None and not start < stop:
+        raise ConfigError(f"reweight_from={start!r} must be < reweight_until={stop!r}: the "
+                          "chosen weighting acts between the two")
+    if (start is not None or stop is not None) and \
+            PARAMETRIZATIONS[cfg.parametrization].uses_weights:
+        raise ConfigError(f"reweight_from / reweight_until do not apply to parametrization="
+                          f"{cfg.parametrization!r}: its trained variable is defined by the "
+                          "weights (G = H Omega^(1/2)), so switching them would change the "
+                          "model, not the loss")
+
+
 def validate_flow(cfg: Config) -> None:
     """The gradient-flow options that relate to each other (their ranges are declared)."""
     if cfg.t1 is not None and cfg.method != "flow":
@@ -415,10 +456,22 @@ def reduced_why_not(spec) -> str | None:
     return None
 
 
+def minibatch_why_not(batch_size: int | None, sampling: str, n: int) -> str | None:
+    """Why the reduced simulator cannot be exact for minibatches of ``batch_size`` out of
+    ``n`` examples (None for full batches): a minibatch moves only its own examples, so the
+    features of a class no longer share one affine map."""
+    if SAMPLINGS[sampling].full_batch(batch_size, n):
+        return None
+    return (f"batch_size={batch_size} with sampling={sampling!r} and n={n} examples (a "
+            "minibatch moves only its own examples, so a class's features no longer share "
+            "one update; the per-example simulator runs minibatches)")
+
+
 def validate_reduced(cfg: Config) -> None:
     """``reduced``: 'auto' (use the exact reduced simulator where it applies and is cheaper),
     'on' (always; an error where it does not apply) or 'off'."""
     if cfg.reduced == "on":
-        reason = reduced_why_not(cfg)
+        reason = reduced_why_not(cfg) or minibatch_why_not(cfg.batch_size, cfg.sampling,
+                                                           sum(cfg.class_counts))
         if reason is not None:
             raise ConfigError(f"reduced='on' does not apply to {reason}")

@@ -5,8 +5,9 @@ one value per example (n,), leaving the reduction to :func:`weighted_mean`:
 
 * squared loss  :math:`\ell(z, y) = \tfrac12\lVert z - y\rVert^2`
 * cross-entropy :math:`\ell(z, y) = \log\sum_j e^{z_j} - z_y`
-* logit-adjusted (``la``) and vector-scaling (``vs``) cross-entropy, which need the class
-  priors (see :func:`per_example`)
+* logit-adjusted (``la``) and vector-scaling (``vs``) cross-entropy, and the LDAM margin
+  loss (``ldam``), which need the class counts (see :func:`per_example`); the focal loss
+  (``focal``)
 
 The objective (see :mod:`ssm_jax.weights` for the normalisation of omega) is
 
@@ -96,6 +97,31 @@ def focal(outputs: Float[Array, "k n"], onehot: Float[Array, "k n"],
     return unfitted ** focal_gamma * ce
 
 
+def ldam(outputs: Float[Array, "k n"], onehot: Float[Array, "k n"],
+         margins: Float[Array, " k"], scale) -> Float[Array, " n"]:
+    r"""Per-example label-distribution-aware margin (LDAM) loss (Cao et al. 2019):
+    cross-entropy of the logits with the own class's margin subtracted, scaled by s,
+
+    .. math:: \ell(z, y) = \log\Big(e^{s(z_y - m_y)} + \sum_{j \ne y} e^{s z_j}\Big)
+              - s (z_y - m_y).
+
+    ``margins`` is m (k,) (:func:`ldam_margins`), ``scale`` is s. m = 0, s = 1 is
+    cross-entropy. Cao et al. normalise features and classifier rows, so that the logits
+    are cosines and need a scale s of order 10; the UFM's outputs are unbounded (the
+    norms of W and H grow freely), so s = 1 is the natural default there, and another s
+    only rescales what the margins mean: without weight decay, (W, H, s, m) and
+    (sqrt(s) W, sqrt(s) H, 1, s m) give the same loss, and their gradient flows coincide
+    once time is multiplied by s."""
+    adjusted = scale * (outputs - margins[:, None] * onehot)
+    return cross_entropy(adjusted, onehot)
+
+
+def ldam_margins(counts: Float[Array, " k"], ldam_margin) -> Float[Array, " k"]:
+    """LDAM margins m_c ∝ n_c^(-1/4), the largest (the smallest class's) ``ldam_margin``."""
+    counts = jnp.asarray(counts)
+    return ldam_margin * (jnp.min(counts) / counts) ** 0.25
+
+
 def vs_parameters(counts: Float[Array, " k"], tau, vs_gamma) -> tuple[Array, Array]:
     """VS-loss parameters from class counts: Δ_c = (n_c / n_max)^vs_gamma and
     ι_c = tau log π_c with π_c = n_c / n."""
@@ -108,6 +134,11 @@ def vs_parameters(counts: Float[Array, " k"], tau, vs_gamma) -> tuple[Array, Arr
 def _make_logit_adjusted(counts, tau):
     priors = jnp.asarray(counts) / jnp.sum(counts)
     return lambda outputs, onehot: logit_adjusted(outputs, onehot, priors, tau)
+
+
+def _make_ldam(counts, ldam_margin, ldam_scale):
+    margins = ldam_margins(counts, ldam_margin)
+    return lambda outputs, onehot: ldam(outputs, onehot, margins, ldam_scale)
 
 
 def _make_vector_scaling(counts, tau, vs_gamma):
@@ -128,6 +159,9 @@ LOSSES.register(Loss("focal", "focal loss (Lin et al. 2017); focal_gamma 0 is cr
                      make=lambda counts, focal_gamma: functools.partial(
                          focal, focal_gamma=focal_gamma),
                      uses=("focal_gamma",)))
+LOSSES.register(Loss("ldam", "label-distribution-aware margins (Cao et al. 2019): margins "
+                     "m_c ∝ n_c^-1/4 on the own logit", make=_make_ldam, needs_priors=True,
+                     uses=("ldam_margin", "ldam_scale")))
 
 
 def per_example(loss: str, counts: Float[Array, " k"] | None = None, tau=1.0, vs_gamma=0.0,

@@ -56,7 +56,7 @@ PARAMETRIZATIONS.register(Parametrization(
     features=lambda params, problem, omega: params["H"][:, problem.labels], per_class=True))
 PARAMETRIZATIONS.register(Parametrization(
     "whitened", "train G = H Omega^(1/2) (a reparametrised target)",
-    features=_whitened_features, reducible=True, mse_only=True))
+    features=_whitened_features, reducible=True, mse_only=True, uses_weights=True))
 
 
 def penultimate(params: Params, feats: Float[Array, "d n"]) -> Float[Array, "d n"]:

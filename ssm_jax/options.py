@@ -20,8 +20,11 @@ Each field of ``Config`` is declared with :func:`option`, which records
   vmaps over it), and
 * ``applies``: the setting under which the option has an effect, e.g. ``momentum`` applies
   only with ``method`` in ``("momentum", "muon")``; ``unless``: another option that, when
-  given, makes this one ineffective (``steps`` once a flow's ``t1`` is given). A value that
-  differs from the default where the option has no effect is refused
+  given, makes this one ineffective (``steps`` once a flow's ``t1`` is given); ``inert``:
+  the settings under which it has no effect (``reweight_from`` under ``weighting='erm'``);
+  ``needs``: another option that must be given for this one to have an effect
+  (``sampling`` needs ``batch_size``). A value that differs from the default where the
+  option has no effect is refused
   (:func:`~ssm_jax.config.validate`), so a recorded configuration is the run that happened.
 * ``low``, ``high``: the documented range of a numeric option (``strict``: ``low`` itself
   is excluded), checked generically by :func:`~ssm_jax.config.validate`. Every integer
@@ -140,6 +143,8 @@ class Option:
     batched: bool | None = None
     applies: tuple[str, tuple[str, ...]] | None = None
     unless: str | None = None  # an option that, when given (not None), overrides this one
+    inert: tuple[str, tuple[str, ...]] | None = None  # settings where it has no effect
+    needs: str | None = None  # an option that must be given (not None) for it to act
     low: float | None = None
     high: float | None = None
     strict: bool = False  # low itself is excluded
@@ -200,6 +205,20 @@ class Option:
         field, values = self.applies
         return f"--{field.replace('_', '-')} {' or '.join(values)}"
 
+    def describe_effect(self) -> str:
+        """Every condition of the option's effect, for its help: ``"used with --method
+        momentum or muon"``, ``"not used with --weighting erm"``, ``"used with
+        --batch-size"``; "" when it always has one."""
+        parts = []
+        if self.applies is not None:
+            parts.append(f"used with {self.describe_applies()}")
+        if self.inert is not None:
+            field, values = self.inert
+            parts.append(f"not used with --{field.replace('_', '-')} {' or '.join(values)}")
+        if self.needs is not None:
+            parts.append(f"used with --{self.needs.replace('_', '-')}")
+        return "; ".join(parts)
+
     def check_range(self, value: Any) -> None:
         """``value`` (each entry of a list) is within ``[low, high]``."""
         if value is None and self.default is not None:
@@ -226,6 +245,13 @@ class Option:
             if getattr(cfg, field) not in values:
                 return (f"with {field}={getattr(cfg, field)!r}: it needs "
                         f"{self.describe_applies()}")
+        if self.inert is not None:
+            field, values = self.inert
+            if getattr(cfg, field) in values:
+                return f"with {field}={getattr(cfg, field)!r}"
+        if self.needs is not None and getattr(cfg, self.needs) is None:
+            return (f"without {self.needs} (it needs --{self.needs.replace('_', '-')}); "
+                    f"leave {self.flag} at its default ({self.default!r})")
         if self.unless is not None and getattr(cfg, self.unless) is not None:
             return (f"once {self.unless}={getattr(cfg, self.unless)!r} is given: leave "
                     f"{self.flag} at its default ({self.default!r})")

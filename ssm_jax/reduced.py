@@ -61,7 +61,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from . import losses, metrics
-from .config import REDUCED_MODES, ConfigError, reduced_why_not
+from .config import REDUCED_MODES, ConfigError, minibatch_why_not, reduced_why_not
 from .dynamics import discrete
 from .problem import Problem, profile_of
 
@@ -117,7 +117,8 @@ def use_reduced(spec, problem: Problem) -> bool:
     mode = spec.reduced
     if mode == "off":
         return False
-    reason = why_not(spec)
+    reason = why_not(spec) or minibatch_why_not(spec.batch_size, spec.sampling,
+                                                problem.labels.shape[-1])
     if mode == "on":
         if reason is not None:
             raise ConfigError(f"reduced='on' does not apply to {reason}")
@@ -287,7 +288,7 @@ def reduce_params(spec, problem: Problem, omega, params0):
 def objective_fn(spec, problem: Problem, numeric, omega, constants):
     """``state -> L`` (:func:`objective_parts` without the data term)."""
     parts = objective_parts(spec, problem, numeric, omega, constants)
-    return lambda state: parts(state)[0]
+    return lambda state, *phase: parts(state, *phase)[0]
 
 
 def objective_parts(spec, problem: Problem, numeric, omega, constants):
@@ -301,7 +302,11 @@ def objective_parts(spec, problem: Problem, numeric, omega, constants):
     ``omega_c / 2n``. One product forms ``E``; reverse mode adds the two of its gradient,
     ``dE V^T`` and ``W^T dE``. The training steps check the data term for divergence
     (``discrete.run(..., has_aux=True)``), so the penalty's two passes over the state are
-    not evaluated inside the loop."""
+    not evaluated inside the loop.
+
+    ``(state, omega_t)`` uses the class weights in effect (a weight schedule's phase) in the
+    data term; the scales ``s_c`` stay those of ``omega`` (a schedule never applies to the
+    whitened parametrisation, whose scales depend on the weights)."""
     counts, _ = constants
     s = scales(spec, omega)
     n = jnp.sum(problem.mask)
@@ -312,14 +317,15 @@ def objective_parts(spec, problem: Problem, numeric, omega, constants):
     weight = _per_column(spec, omega, omega) / (2.0 * n)
     inverse_scale = 1.0 / _per_column(spec, s, s)
 
-    def objective(state):
+    def objective(state, omega_t=None):
+        w = weight if omega_t is None else _per_column(spec, omega_t, omega_t) / (2.0 * n)
         W, V = state["W"], matrix(spec, state["V"])
         b = state["b"] if "b" in state else jnp.zeros((k,), W.dtype)
         # sqrt(n_c) (b - e_c) in the column of nu_c, zero in those of the Y_g
         target = (b[:, None] - jnp.eye(k, dtype=W.dtype)) * root[None, :]
         offset = jnp.concatenate([jnp.zeros((k, spread), W.dtype), target], axis=1)
         E = (W @ V) * inverse_scale + offset
-        data = jnp.sum(weight * (E * E))
+        data = jnp.sum(w * (E * E))
         penalty = 0.5 * numeric.weight_decay * (jnp.sum(W ** 2) + jnp.sum(V ** 2))
         return data + penalty, data
 
@@ -414,11 +420,12 @@ def observe_fn(spec, problem: Problem, numeric, omega, constants, full_observe):
     objective = objective_fn(spec, problem, numeric, omega, constants)
     per_example = losses.per_example(spec.loss)
     if spec.keep_params or spec.geometry:
-        return lambda state: full_observe(full_params(spec, state, problem, constants))
+        return lambda state, *phase: full_observe(full_params(spec, state, problem, constants),
+                                                  *phase)
 
-    def record(state):
+    def record(state, omega_t=None):
         parts = output_parts(spec, state, problem, omega, constants)
-        parts["loss"] = objective(state)
+        parts["loss"] = objective(state, omega_t)
         return parts
 
     def metrics_of(parts, basis):

@@ -1,6 +1,6 @@
-"""Registries: every loss, optimiser, flow solver, weighting, imbalance profile and
-parametrisation is one small entry object declaring what the rest of the package needs to
-know about it.
+"""Registries: every loss, optimiser, flow solver, weighting, imbalance profile,
+parametrisation and minibatch sampler is one small entry object declaring what the rest of
+the package needs to know about it.
 
 This module holds only the entry *types* and the (empty) registries; the entries live next
 to their code and register themselves when that module is imported (``losses.py`` fills
@@ -106,12 +106,36 @@ class Parametrization(Entry):
 
     ``features(params, problem, omega)`` returns H; ``per_class``: the variable has one
     column per class (else one per example); ``reducible``: the reduced simulator applies;
-    ``mse_only``: defined for the squared loss only."""
+    ``mse_only``: defined for the squared loss only; ``uses_weights``: the trained variable
+    is defined through the class weights (so they cannot change during a run)."""
 
     features: Callable[..., Any] = None  # type: ignore[assignment]
     per_class: bool = False
     reducible: bool = False
     mse_only: bool = False
+    uses_weights: bool = False
+
+
+@dataclass(frozen=True)
+class Sampling(Entry):
+    """A minibatch sampler of stochastic gradient descent (``--batch-size``).
+
+    ``scale(key, step, problem, batch_size)`` returns the (n_pad,) per-example factors of
+    step ``step``'s minibatch: the number of times each example is in the batch, times
+    ``n / |batch|``, so the minibatch loss is the full objective's weighted mean with the
+    example weights multiplied by them (zero outside the batch). ``expected_gamma``: in
+    expectation over the batches the factor of a class-c example is proportional to
+    ``n_c^-expected_gamma`` (0 for uniform sampling: the full-batch gradient); with ERM the
+    expected gradient is that of power weights with this gamma."""
+
+    scale: Callable[..., Any] = None  # type: ignore[assignment]
+    expected_gamma: float = 0.0
+    exhaustive: bool = False  # an epoch is every example once: a batch of n is the full one
+
+    def full_batch(self, batch_size: int | None, n: int) -> bool:
+        """Whether every step's batch is the whole training set of ``n`` examples: no batch
+        size, or an exhaustive sampler with ``batch_size >= n``."""
+        return batch_size is None or (self.exhaustive and batch_size >= n)
 
 
 E = TypeVar("E", bound=Entry)
@@ -167,3 +191,4 @@ SOLVERS: Registry[Solver] = Registry("solver", "ssm_jax.dynamics.flow")
 WEIGHTINGS: Registry[Weighting] = Registry("weighting", "ssm_jax.weights")
 PROFILES: Registry[Profile] = Registry("profile", "ssm_jax.problem")
 PARAMETRIZATIONS: Registry[Parametrization] = Registry("parametrization", "ssm_jax.model")
+SAMPLINGS: Registry[Sampling] = Registry("sampling", "ssm_jax.sampling")

@@ -133,3 +133,90 @@ def test_config_and_cli():
     keys = set(simulate(Config(loss="la", counts=COUNTS, dim=4, steps=2, saves=2)).to_dict())
     assert {"posthoc_per_class_accuracy", "posthoc_balanced_accuracy"} <= keys
     assert "geometry" not in keys  # geometry is recorded only with --geometry
+
+
+def _log_softmax(z):
+    z = np.asarray(z, float)
+    shifted = z - z.max(axis=0, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=0, keepdims=True))
+
+
+def test_balanced_softmax_is_logit_adjustment_with_tau_one(problem):
+    """Balanced softmax (Ren et al. 2020): -log(n_y e^{z_y} / sum_j n_j e^{z_j})."""
+    z, onehot = random_outputs(problem, 2), problem.onehot()
+    counts, labels = np.asarray(COUNTS, float), np.asarray(problem.labels)
+    balanced = -_log_softmax(np.asarray(z) + np.log(counts)[:, None])[labels,
+                                                                       np.arange(len(labels))]
+    la = losses.per_example("la", problem.counts, tau=1.0)
+    np.testing.assert_allclose(la(z, onehot), balanced, rtol=1e-12)
+
+
+@pytest.mark.parametrize("gamma", [0.3, 1.0])
+def test_cdt_is_vs_with_tau_zero(problem, gamma):
+    """Class-dependent temperatures (Ye et al. 2020): logits z_c / a_c with
+    a_c = (n_max / n_c)^gamma."""
+    z, onehot = random_outputs(problem, 3), problem.onehot()
+    counts, labels = np.asarray(COUNTS, float), np.asarray(problem.labels)
+    temperatures = (counts.max() / counts) ** gamma
+    cdt = -_log_softmax(np.asarray(z) / temperatures[:, None])[labels, np.arange(len(labels))]
+    vs = losses.per_example("vs", problem.counts, tau=0.0, vs_gamma=gamma)
+    np.testing.assert_allclose(vs(z, onehot), cdt, rtol=1e-12)
+
+
+@pytest.mark.parametrize("margin, scale", [(0.5, 1.0), (0.3, 4.0)])
+def test_ldam_matches_its_definition(problem, margin, scale):
+    """LDAM (Cao et al. 2019): -log softmax(s (z - m_y e_y))_y, m_c = C n_c^(-1/4) with the
+    largest margin (the smallest class's) equal to ldam_margin."""
+    z, onehot = random_outputs(problem, 4), problem.onehot()
+    counts, labels = np.asarray(COUNTS, float), np.asarray(problem.labels)
+    margins = margin * (counts.min() / counts) ** 0.25
+    np.testing.assert_allclose(losses.ldam_margins(problem.counts, margin), margins,
+                               rtol=1e-14)
+    assert np.isclose(margins.max(), margin) and np.argmax(margins) == np.argmin(counts)
+    shifted = np.asarray(z) - margins[:, None] * np.asarray(onehot)
+    expected = -_log_softmax(scale * shifted)[labels, np.arange(len(labels))]
+    ldam = losses.per_example("ldam", problem.counts, ldam_margin=margin, ldam_scale=scale)
+    np.testing.assert_allclose(ldam(z, onehot), expected, rtol=1e-12)
+
+
+def test_ldam_without_margin_is_cross_entropy_for_a_whole_run(x64):
+    base = dict(counts=(12, 12, 3), dim=4, steps=25, saves=6, lr=1.0, init_scale=0.1,
+                x64=True)
+    ce = simulate(Config(loss="ce", **base)).trajectory
+    ldam = simulate(Config(loss="ldam", ldam_margin=0.0, **base)).trajectory
+    tree_allclose(ldam.own_output, ce.own_output)
+    tree_allclose(ldam.loss, ce.loss)
+    # the margins push the minority's own output up relative to cross-entropy
+    margin = simulate(Config(loss="ldam", ldam_margin=1.0, **base)).trajectory
+    assert margin.own_output[-1, 2] > ce.own_output[-1, 2]
+
+
+def test_ldam_scale_is_a_time_and_margin_rescaling_in_the_flow(x64):
+    """Without weight decay (W, H, s, m) and (sqrt(s) W, sqrt(s) H, 1, s m) have the same
+    loss and their flows coincide with time multiplied by s (losses.ldam)."""
+    s, m, z0 = 3.0, 0.2, 0.05
+    base = dict(loss="ldam", counts=(10, 10, 3), dim=4, method="flow", x64=True,
+                init="aligned", rtol=1e-10, atol=1e-12, saves=5)
+    scaled = simulate(Config(**base, ldam_scale=s, ldam_margin=m, init_scale=z0,
+                             t1=10.0)).trajectory
+    plain = simulate(Config(**base, ldam_margin=s * m, init_scale=s * z0,
+                            t1=s * 10.0)).trajectory
+    # outputs of the scaled run, times s, are the plain run's at time s t
+    np.testing.assert_allclose(s * scaled.own_output, plain.own_output, rtol=1e-7)
+    np.testing.assert_allclose(scaled.per_class_loss, plain.per_class_loss, rtol=1e-7)
+
+
+def test_ldam_config_and_cli(capsys):
+    parser = build_parser()
+    args = parser.parse_args(["simulate", "--loss", "ldam", "--ldam-margin", "0.3",
+                              "--ldam-scale", "2"])
+    cfg = config_from_args(args)
+    assert (cfg.loss, cfg.ldam_margin, cfg.ldam_scale) == ("ldam", 0.3, 2.0)
+    numeric = numeric_of(cfg)
+    assert float(numeric.ldam_margin) == pytest.approx(0.3)
+    with pytest.raises(ConfigError, match="ldam_margin=0.3 has no effect"):
+        Config(loss="ce", ldam_margin=0.3)
+    with pytest.raises(ConfigError, match="ldam_scale=0.0"):
+        Config(loss="ldam", ldam_scale=0.0)
+    with pytest.raises(ConfigError, match="reduced='on' does not apply"):
+        Config(loss="ldam", reduced="on")

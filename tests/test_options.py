@@ -36,7 +36,8 @@ def test_every_config_field_is_declared_once_with_its_metadata():
 def test_spec_and_numeric_are_the_static_and_traced_options():
     static = [n for n, o in OPTIONS.items() if o.kind == "static"]
     traced = [n for n, o in OPTIONS.items() if o.kind == "traced"]
-    assert [f.name for f in dataclasses.fields(Spec)] == static + ["remat", "class_groups"]
+    assert [f.name for f in dataclasses.fields(Spec)] == static + ["remat", "class_groups",
+                                                                   "weight_phases"]
     assert list(Numeric._fields) == traced
     cfg = Config(weighting="power", gamma=0.25, lr=0.5, steps=8, saves=3)
     spec, numeric = spec_of(cfg), numeric_of(cfg)

@@ -113,7 +113,7 @@ def run_options_markdown() -> str:
     (``ssm_jax.config.OPTIONS``): flag, choices, default, kind and where it applies."""
     from ssm_jax.config import OPTIONS
 
-    lines = ["| option | values | default | kind | applies with |",
+    lines = ["| option | values | default | kind | has an effect |",
              "| --- | --- | --- | --- | --- |"]
     groups: dict[str, list] = {}
     for opt in OPTIONS.values():
@@ -127,7 +127,7 @@ def run_options_markdown() -> str:
             default = opt.default
             shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
             lines.append(f"| `{opt.flag}` | {_escape(values)} | {_escape(str(shown))} | "
-                         f"{opt.kind} | {_escape(opt.describe_applies())} |")
+                         f"{opt.kind} | {_escape(opt.describe_effect())} |")
     return "\n".join(lines)
 
 

@@ -91,7 +91,8 @@ def help_of(opt: Option, suffix: str = "") -> str:
     """The help line of an option: its help, where it applies, and its default."""
     default = opt.default
     shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-    applies = f"; used with {opt.describe_applies()}" if opt.applies else ""
+    effect = opt.describe_effect()
+    applies = f"; {effect}" if effect else ""
     return f"{opt.help}{suffix}{applies} (default: {shown})"
 
 

@@ -73,8 +73,8 @@ class Deferred(NamedTuple):
     record: Callable
     expand: Callable
 
-    def __call__(self, params):
-        records = jax.tree.map(lambda a: jnp.asarray(a)[None], self.record(params))
+    def __call__(self, params, *args):
+        records = jax.tree.map(lambda a: jnp.asarray(a)[None], self.record(params, *args))
         return jax.tree.map(lambda a: a[0], self.expand(records))
 
 
@@ -130,6 +130,7 @@ def run(
     remat: bool = False,
     return_state: bool = False,
     has_aux: bool = False,
+    timed: bool = False,
 ):
     """Train ``params0`` on ``objective`` and observe it at the save points.
 
@@ -144,7 +145,6 @@ def run(
             (see :func:`checkpointed_scan`), so the memory of a gradient through training
             grows only logarithmically with the number of steps (at about
             ``log_B(steps)`` times the forward compute, B = :data:`REMAT_BRANCHING`).
-
         return_state: also return the final optimiser state (a fourth element), e.g. to
             take the direction of the next update (``ssm_jax.meta``'s derivative in time).
         has_aux: ``objective`` returns ``(loss, monitor)``, and each step checks the scalar
@@ -153,6 +153,10 @@ def run(
             decay penalty, which is finite whenever the parameters are (and the data term
             is not once a parameter is not). The loss itself is then never evaluated inside
             the loop, so the compiler drops its extra pass over the parameters.
+        timed: the objective changes with the step: ``objective(params, step)``, and the
+            observer's ``record(params, step)`` (or ``observe(params, step)``), also get the
+            number of steps taken so far (int32), e.g. to apply the class weights of a
+            schedule at time ``lr * step`` or to draw step ``step``'s minibatch.
 
     Returns:
         ``(observations, final_params, diverged_step)``: observations stacked along a
@@ -167,10 +171,11 @@ def run(
 
     def step(carry, i):
         params, state, count, diverged, gap = carry
+        at = (count,) if timed else ()
         if has_aux:
-            (_, loss), grads = jax.value_and_grad(objective, has_aux=True)(params)
+            (_, loss), grads = jax.value_and_grad(objective, has_aux=True)(params, *at)
         else:
-            loss, grads = jax.value_and_grad(objective)(params)
+            loss, grads = jax.value_and_grad(objective)(params, *at)
         updates, new_state = opt.update(grads, state, params)
         new_params = optax.apply_updates(params, updates)
         active = True if uniform else i < gap
@@ -189,7 +194,7 @@ def run(
         params, state, count, diverged, _ = scan(
             step, (params, state, count, diverged, gap), jnp.arange(width)
         )
-        seen = record(params)
+        seen = record(params, count) if timed else record(params)
         bad = ~jnp.isfinite(seen["loss"])
         diverged = jnp.where(jnp.logical_and(bad, diverged < 0), count, diverged)
         return (params, state, count, diverged), seen
@@ -197,8 +202,8 @@ def run(
     if remat:
         interval = jax.checkpoint(interval)
 
-    first = record(params0)
     count0 = jnp.asarray(0, jnp.int32)
+    first = record(params0, count0) if timed else record(params0)
     diverged0 = jnp.where(jnp.isfinite(first["loss"]), -1, 0).astype(jnp.int32)
     carry = (params0, opt.init(params0), count0, diverged0)
     (params, state, _, diverged), rest = jax.lax.scan(interval, carry,

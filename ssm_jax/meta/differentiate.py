@@ -47,18 +47,20 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from .. import model
 from ..config import Config, ConfigError
-from ..dynamics import discrete, flow
+from ..dynamics import discrete
 from ..problem import Problem, continuous_counts
 from ..simulate import (
     Numeric,
     Spec,
+    flow_run,
+    in_time,
     initial_params,
     numeric_of,
-    objective_fn,
     objective_parts,
     omega_of,
     per_example_loss,
     problem_of,
+    schedule_of,
     spec_of,
 )
 from .objectives import (
@@ -68,8 +70,12 @@ from .objectives import (
     objective_value,
 )
 
-WRT = ("gamma", "beta", "weights", "ratio", "init_scale", "lr", "momentum", "weight_decay", "t1")
-NUMERIC_WRT = ("gamma", "beta", "weights", "init_scale", "lr", "momentum", "weight_decay")
+WRT = ("gamma", "beta", "weights", "ratio", "init_scale", "lr", "momentum", "weight_decay", "t1",
+       "reweight_from", "reweight_until")
+NUMERIC_WRT = ("gamma", "beta", "weights", "init_scale", "lr", "momentum", "weight_decay",
+               "reweight_from", "reweight_until")
+# Gradients in a switch time need the switch (the option given).
+SWITCHES = ("reweight_from", "reweight_until")
 
 
 class MetaGradient(NamedTuple):
@@ -92,23 +98,25 @@ def final_params(spec: Spec, problem: Problem, numeric: Numeric, key: PRNGKeyArr
     docstring); its derivative at 0 is the derivative in T at fixed lr.
     """
     omega = omega_of(spec, problem, numeric)
+    schedule = schedule_of(spec, numeric, omega)
     params0 = initial_params(spec, problem, numeric, omega, key)
-    objective = objective_fn(spec, problem, numeric, omega)
-    observe = lambda p: {"loss": objective(p)}  # noqa: E731
+    parts = objective_parts(spec, problem, numeric, omega)
+    observe = lambda p, *phase: {"loss": parts(p, *phase)[0]}  # noqa: E731
     if spec.method == "flow":
         t1 = numeric.lr * spec.steps if numeric.t1 is None else numeric.t1
-        _, params, stats = flow.run(
-            objective, observe, params0, t1 + t_offset, 2, solver=spec.solver,
-            rtol=spec.rtol, atol=spec.atol, max_steps=spec.max_steps, adjoint=spec.adjoint,
-        )
-        diverged = jnp.where(stats.failed, stats.num_accepted_steps, -1).astype(jnp.int32)
+        *_, diverged, _, params = flow_run(spec, numeric, parts, observe, params0, schedule,
+                                           t1=t1 + t_offset)
         return params, omega, diverged
     opt = discrete.optimizer(spec.method, numeric.lr, numeric.momentum)
+    objective, observe, timed = in_time(spec, problem, numeric, key, parts, observe, schedule)
     _, params, diverged, state = discrete.run(
-        objective_parts(spec, problem, numeric, omega), observe, params0, opt, spec.steps, 2,
-        remat=spec.remat, return_state=True, has_aux=True,
+        objective, observe, params0, opt, spec.steps, 2,
+        remat=spec.remat, return_state=True, has_aux=True, timed=timed,
     )
-    updates, _ = opt.update(jax.grad(objective)(params), state, params)
+    # The update the run would take next (at step `steps`, time T), for d/dT.
+    at_end = (jnp.asarray(spec.steps, jnp.int32),) if timed else ()
+    grads = jax.grad(lambda p: objective(p, *at_end)[0])(params)
+    updates, _ = opt.update(grads, state, params)
     params = jax.tree.map(lambda p, u: p + (t_offset / numeric.lr) * u, params, updates)
     return params, omega, diverged
 
@@ -274,6 +282,10 @@ def check_config(cfg: Config, objective: str, wrt: Sequence[str]) -> None:
             f"stop_metric={cfg.stop_metric!r}: meta-gradients are taken at a fixed stopping "
             "time T (--t1); drop the stop event"
         )
+    for name in SWITCHES:
+        if name in wrt and getattr(cfg, name) is None:
+            raise ConfigError(f"wrt={name!r} needs the switch: give {name}=T (the time to "
+                              "differentiate), with a weighting other than 'erm'")
     if "weights" in wrt and cfg.weighting != "explicit":
         raise ConfigError(
             f"wrt='weights' is the gradient in the explicit weight vector, but "

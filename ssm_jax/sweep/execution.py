@@ -185,11 +185,12 @@ def compute_chunk(sweep: Sweep, group: Group, runs: np.ndarray, batch: int,
 def flatten_trajectory(traj) -> dict[str, np.ndarray]:
     """Named arrays of a (batched) Trajectory, named as in ``simulate``'s JSON: a dict field
     ``geometry`` gives ``geometry_<key>``, a NamedTuple field (the flow's statistics) gives
-    its own field names (``status`` -> ``solver_status``); ``params`` is left out."""
+    its own field names (``status`` -> ``solver_status``); ``params`` and ``schedule`` (a
+    sweep's switch times are its ``reweight_from`` / ``reweight_until``) are left out."""
     out: dict[str, np.ndarray] = {}
     for field in traj._fields:
         value = getattr(traj, field)
-        if field == "params" or value is None:
+        if field in ("params", "schedule") or value is None:
             continue
         if isinstance(value, dict):
             out.update({f"{field}_{key}": np.asarray(v) for key, v in value.items()})
