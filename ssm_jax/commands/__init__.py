@@ -3,6 +3,6 @@
 Add a subcommand by writing a module here and listing it in ``MODULES`` (help order).
 """
 
-from . import demo, digits, geometry, grad, meta, plot, simulate, sweep
+from . import demo, digits, geometry, grad, meta, plot, resampling, simulate, sweep
 
-MODULES = [simulate, demo, sweep, plot, grad, meta, geometry, digits]
+MODULES = [simulate, demo, sweep, plot, grad, meta, geometry, resampling, digits]

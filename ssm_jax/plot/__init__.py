@@ -1,5 +1,5 @@
-"""Figures of runs, sweeps, the neural-collapse geometry, meta-learning and the digits
-experiment.
+"""Figures of runs, sweeps, the neural-collapse geometry, meta-learning, the digits
+experiment and the resampling-against-reweighting comparison.
 
 pyplot is imported inside the drawing functions and no backend is chosen here, so a
 notebook keeps its inline backend; the command line selects the headless Agg backend.
@@ -11,6 +11,7 @@ from .digits import digits_figure
 from .geometry import geometry_figure, minority_figure, terminal_figure
 from .meta import meta_figure
 from .runs import class_accuracy_panel, demo_figure
+from .sampling import resampling_figure
 from .sweeps import accuracy_over_time, delay_heatmap, plot_sweep
 
 __all__ = [
@@ -23,5 +24,6 @@ __all__ = [
     "meta_figure",
     "minority_figure",
     "plot_sweep",
+    "resampling_figure",
     "terminal_figure",
 ]
