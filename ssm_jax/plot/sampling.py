@@ -30,8 +30,10 @@ def resampling_figure(result: dict, path) -> None:
         ax.set_xticks(lrs, [f"{lr:g}" for lr in lrs])
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("learning rate")
-    left.set_yscale("log")
-    left.yaxis.set_minor_formatter(NullFormatter())
+    delays = np.array([row["delay"][0] for rows in result["arms"].values() for row in rows])
+    if np.any(np.isfinite(delays) & (delays > 0)):  # no class learned: nothing to log-scale
+        left.set_yscale("log")
+        left.yaxis.set_minor_formatter(NullFormatter())
     left.set_ylabel("half-time delay (minority / majority)")
     left.set_title(f"delay until t = {result['t1']:g} (batch {result['batch_size']})",
                    fontsize=10)
