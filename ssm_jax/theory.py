@@ -144,6 +144,52 @@ def half_time(rate, z0, level=0.5):
     return jnp.maximum(t, 0.0)
 
 
+def scheduled_trajectory(t, rates, switch_times, z0):
+    r"""Own output under a weight schedule (:mod:`ssm_jax.schedule`): the logistic whose
+    rate is ``rates[j]`` in phase j (from ``switch_times[j - 1]`` on). The logistic is
+    linear in log-odds, so
+
+    .. math:: z(t) = \sigma\Big(\log\frac{z_0}{1 - z_0} + \int_0^t r(s)\,ds\Big),
+              \qquad \int_0^t r = \sum_j r_j\,\big|[\tau_j, \tau_{j+1}) \cap [0, t]\big|,
+
+    with :math:`\tau_0 = 0`, :math:`\tau_m = \infty`: each phase continues the previous
+    one's logistic from where it stopped (aligned balanced init stays aligned and balanced
+    when the weights switch, since :math:`W^\top W - H H^\top` is conserved by the flow of
+    any loss of :math:`WH`). ``t`` (s,), ``rates`` (m, k), ``switch_times`` (m - 1,);
+    returns (s, k)."""
+    t = jnp.asarray(t, dtype=jnp.result_type(float))[..., None]
+    return 1.0 / (1.0 + (1.0 / z0 - 1.0) * jnp.exp(-_rate_integral(t, rates, switch_times)))
+
+
+def _rate_integral(t, rates, switch_times):
+    """``int_0^t r(s) ds`` (..., k) of the piecewise-constant rates."""
+    rates = jnp.asarray(rates, dtype=jnp.result_type(float))
+    taus = jnp.asarray(switch_times, dtype=rates.dtype)
+    starts = jnp.concatenate([jnp.zeros((1,), rates.dtype), taus])
+    ends = jnp.concatenate([taus, jnp.full((1,), jnp.inf, rates.dtype)])
+    inside = jnp.clip(jnp.minimum(t[..., None, :], ends[:, None]) - starts[:, None], 0.0)
+    return jnp.sum(rates * inside, axis=-2)
+
+
+def scheduled_half_time(rates, switch_times, z0, level=0.5):
+    r"""First time :func:`scheduled_trajectory` reaches ``level`` (k,): where the rate
+    integral reaches :math:`\log\frac{\ell (1 - z_0)}{z_0 (1 - \ell)}`, found phase by
+    phase (infinite if a last rate of 0 never gets there)."""
+    rates = jnp.asarray(rates, dtype=jnp.result_type(float))
+    taus = jnp.asarray(switch_times, dtype=rates.dtype)
+    need = jnp.log(level * (1.0 - z0) / (z0 * (1.0 - level)))
+    starts = jnp.concatenate([jnp.zeros((1,), rates.dtype), taus])
+    lengths = jnp.concatenate([taus, jnp.full((1,), jnp.inf, rates.dtype)]) - starts
+    # the rate integral at the start of each phase (the last phase's infinite length is
+    # never summed)
+    done = jnp.concatenate([jnp.zeros_like(rates[:1]),
+                            jnp.cumsum(rates[:-1] * lengths[:-1, None], axis=0)])
+    within = (need - done) / jnp.where(rates > 0, rates, 1.0)
+    here = (done < need) & (within <= lengths[:, None]) & (rates > 0)
+    times = jnp.where(here, starts[:, None] + within, jnp.inf)
+    return jnp.maximum(jnp.min(times, axis=0), 0.0)
+
+
 EQUALISING_EXPONENT = {"sample": 0.5, "class": 1.0, "whitened": 1.0}
 
 

@@ -52,6 +52,17 @@ def test_aligned_flow_follows_the_logistic_with_the_rate_of_each_phase(
     before, after = (erm, weighted) if which == "reweight_from" else (weighted, erm)
     expected = exact_own_outputs(tr.t, np.asarray(before), np.asarray(after), 0.02, switch)
     np.testing.assert_allclose(tr.own_output, expected, rtol=1e-8, atol=1e-10)
+    # the library's closed form (logistic in log-odds with the integrated rate)
+    rates, taus = np.stack([before, after]), np.array([switch])
+    np.testing.assert_allclose(theory.scheduled_trajectory(tr.t, rates, taus, 0.02), expected,
+                               rtol=1e-12)
+    half = np.asarray(theory.scheduled_half_time(rates, taus, 0.02))
+    np.testing.assert_allclose(np.diagonal(theory.scheduled_trajectory(half, rates, taus,
+                                                                       0.02)), 0.5, rtol=1e-12)
+    # the run's half times are read off its saves by linear interpolation (5 time units
+    # apart, so a few percent off where the logistic curves within an interval)
+    reached = np.isfinite(tr.half_time)
+    np.testing.assert_allclose(tr.half_time[reached], half[reached], rtol=0.03)
     # the two rates really differ, so the switch is visible
     assert np.max(np.abs(np.asarray(before) / np.asarray(after) - 1)) > 0.5
 
