@@ -82,6 +82,18 @@ def test_a_flow_with_both_switches_has_three_logistic_phases(x64):
     assert tr.schedule is not None and tr.schedule.num_phases == 3
 
 
+def test_aligned_squared_loss_does_not_care_about_the_order_of_the_phases(x64):
+    """In log-odds the aligned modes integrate their rate, so ERM for tau then the weighting
+    (DRW) and the weighting for T - tau then ERM end at the same own outputs."""
+    tau, end = 11.3, 30.0  # at t = 30 every own output is still between 0.3 and 0.8
+    base = dict(ALIGNED_FLOW, t1=end)
+    drw = simulate(Config(**base, reweight_from=tau)).trajectory
+    until = simulate(Config(**base, reweight_until=end - tau)).trajectory
+    assert np.all((drw.own_output[-1] > 0.3) & (drw.own_output[-1] < 0.8))
+    np.testing.assert_allclose(drw.own_output[-1], until.own_output[-1], rtol=1e-8)
+    assert np.max(np.abs(drw.own_output - until.own_output)) > 1e-2  # not on the way
+
+
 def small(**changes):
     base = dict(counts=(12, 12, 3, 3), dim=5, steps=40, saves=11, lr=2.0, init_scale=0.05,
                 weighting="power", gamma=1.0, x64=True)
