@@ -156,7 +156,8 @@ def run(args) -> int:
 
 def print_squared_loss_terminal(decays, labelled: dict, counts) -> None:
     """The per-class collapse thresholds of each run label, then per weight decay the
-    simulated final own outputs against the closed-form minimiser."""
+    simulated final own outputs against the closed-form minimiser (and, where it differs,
+    where the flow from the aligned initialisation ends)."""
     k = len(counts)
     head = f"{'':>22}" + "".join(f"{'class ' + str(c):>10}" for c in range(k))
     print("squared loss with weight decay: collapse threshold of each class (the weight "
@@ -174,3 +175,7 @@ def print_squared_loss_terminal(decays, labelled: dict, counts) -> None:
             print(f"{'closed form':>22}" + "".join(
                 f"{v:>10.4f}" for v in g["closed_form_own_output"][j])
                 + f"   (largest gap {g['own_output_gap'][j]:.2e})")
+            limit = g.get("aligned_limit_own_output")
+            if limit is not None and np.any(limit[j] != g["closed_form_own_output"][j]):
+                # Depth >= 2: the aligned flow can end on a nonzero local minimum, or at 0.
+                print(f"{'aligned-flow limit':>22}" + "".join(f"{v:>10.4f}" for v in limit[j]))

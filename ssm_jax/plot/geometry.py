@@ -127,7 +127,8 @@ def decay_figure(weight_decays, labelled: dict, counts, parametrization: str, de
     """The squared-loss terminal phase (:func:`ssm_jax.experiments.terminal.squared_loss_terminal`):
     one panel per run label (ERM, reweighted) with each class's own output at the
     closed-form global minimiser against the weight decay (lines; majority classes blue,
-    minorities red), the simulated final own outputs (markers) and the collapse thresholds
+    minorities red), at depth >= 2 the nonzero local minimum that outlives the threshold
+    (dashed), the simulated final own outputs (markers) and the collapse thresholds
     (dotted); a last panel with every class's collapse threshold against its count, per
     label, showing how reweighting moves them. Saved to ``path`` when given, else returned."""
     import matplotlib.pyplot as plt
@@ -141,11 +142,14 @@ def decay_figure(weight_decays, labelled: dict, counts, parametrization: str, de
     grid = np.geomspace(low, high, 400)
     fig, axes = plt.subplots(1, len(labelled) + 1, figsize=(4.6 * (len(labelled) + 1), 3.7))
     for ax, (label, g) in zip(axes, labelled.items(), strict=False):
-        curves = weight_decay_minimiser(counts, g["weights"], grid, parametrization,
-                                        depth).own_output
+        minimiser = weight_decay_minimiser(counts, g["weights"], grid, parametrization, depth)
+        curves = minimiser.own_output
+        # Depth >= 2: the nonzero local minimum that survives past the threshold (dashed).
+        metastable = np.where(curves == 0, minimiser.stable_output, np.nan)
         for c in range(len(counts)):
             color = "C0" if major[c] else "C3"
             ax.semilogx(grid, curves[:, c], color=color, lw=1)
+            ax.semilogx(grid, metastable[:, c], color=color, lw=0.8, ls="--")
             ax.semilogx(decays, g["own_output"][:, c], "o", color=color, ms=4, mfc="none")
             ax.axvline(g["collapse_threshold"][c], color=color, ls=":", lw=0.8)
         ax.set(title=f"{label}: own output at the minimiser", xlabel="weight decay",
