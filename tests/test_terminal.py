@@ -411,4 +411,5 @@ def test_geometry_command_terminal_and_collapse_ratios(tmp_path):
     assert main(["geometry", "--counts", "6,6,2,2", "--collapse-ratios", "2",
                  "--out", str(bad)]) == 2
     assert main(args + ["--weight-decays", "0,0.1", "--out", str(bad)]) == 2
+    assert main(args + ["--weight-decays", "0.1", "--bias", "true", "--out", str(bad)]) == 2
     assert not bad.exists()

@@ -64,6 +64,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..experiments.terminal import (
         check_collapse_ratios,
+        check_squared_loss_terminal,
         minority_collapse,
         minority_collapse_ratios,
         squared_loss_terminal,
@@ -86,6 +87,8 @@ def run(args) -> int:
         for value in args.weight_decays:
             if not np.isfinite(value) or value <= 0:
                 raise ConfigError(f"weight-decays={value!r} is out of range: need > 0")
+    if args.weight_decays is not None and cfg.loss == "mse":
+        check_squared_loss_terminal(cfg)
     if args.collapse_ratios is not None:
         check_collapse_ratios(cfg, args.collapse_ratios)
     result = simulate(cfg)

@@ -122,7 +122,7 @@ def squared_loss_terminal(cfg: Config, weight_decays, gamma: float) -> dict:
     converges at rate about :math:`2|\sigma_c - \lambda|` at depth 1 (slowly near a
     threshold), and from a small gaussian init at depth >= 2 every class falls into the
     local minimum at 0 (the origin is a local minimum with weight decay)."""
-    cfg = cfg.replace(loss="mse", weighting="power", geometry=True, saves=2, keep_params=False)
+    cfg = check_squared_loss_terminal(cfg)
     decays = np.asarray(weight_decays, dtype=np.float64)
     m = len(decays)
     runs, counts = _batched_runs(cfg, weight_decay=[*decays, *decays],
@@ -154,6 +154,18 @@ def squared_loss_terminal(cfg: Config, weight_decays, gamma: float) -> dict:
             g["aligned_limit_own_output"] = closed.aligned_limit(cfg.init_scale)
         out[label] = g
     return out
+
+
+def check_squared_loss_terminal(cfg: Config) -> Config:
+    """The configuration of :func:`squared_loss_terminal` (squared loss, power weighting,
+    geometry recorded, two saves), validated before any run: a
+    :class:`~ssm_jax.config.ConfigError` if the run has a bias, which the closed-form
+    minimiser leaves out, or if the reweighting does not apply to it."""
+    if cfg.bias:
+        raise ConfigError("bias=True: the closed-form weight-decayed minimiser is for the "
+                          "model without a bias (use --bias false)")
+    return cfg.replace(loss="mse", weighting="power", geometry=True, saves=2,
+                       keep_params=False)
 
 
 def _structural_minority_mean(matrix, k_minor: int):
