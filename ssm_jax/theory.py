@@ -365,7 +365,6 @@ def gram_distance(W, class_features, counts) -> dict:
     }
 
 
-
 # ------------------------------------------------------------ weight decay: the minimiser
 
 
@@ -428,9 +427,8 @@ def collapse_threshold(counts, omega=None, parametrization: str = "sample",
     bias). :math:`\mu^\star_1 = 1`, so at depth 1 it is the mode strength
     :math:`\sigma_c = \omega_c\sqrt{n_c}/n` (sample), :math:`\omega_c n_c/n` (class),
     :math:`\sqrt{\omega_c n_c}/n` (whitened); :math:`\mu^\star_L` is
-    :func:`ssm_jax.deep.critical_decay`. Reweighting moves each threshold in
-    proportion to :math:`\omega_c` (sample, class) or :math:`\omega_c^{L/(L+1)}`
-    (whitened), and the
+    :func:`ssm_jax.deep.critical_decay`. Reweighting moves each threshold in proportion to
+    :math:`\omega_c` (sample, class) or :math:`\omega_c^{L/(L+1)}` (whitened), and the
     exponent that equalises the rates (:func:`equalising_exponent` at L = 1,
     :func:`ssm_jax.deep.delay_exponent` = 0 in general) equalises the thresholds."""
     strength = decay_strength(counts, omega, parametrization, depth)
