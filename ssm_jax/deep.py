@@ -49,6 +49,23 @@ parametrisation (q = 1), whatever the class weights; in the ``sample`` parametri
 grows as ``n_c^(1/(2(L+1)))``, so *minorities are learned first* (delay ``R^(-1/(2(L+1)))``).
 Class weights do not enter (only the sign of each mode's gradient does), except through
 q_c in the ``whitened`` parametrisation.
+
+**Weight decay** lambda (squared loss, no bias). With balanced factors every factor of mode
+c obeys ``dx/dt = sigma_c (1 - z_c) x^L - lambda x``, so
+
+.. math:: \frac{dz_c}{dt} = (L+1)\,\tilde\rho_c\, z_c\left((1 - z_c) z_c^{1-p} - \mu_c
+          \right),\qquad p = \frac{2}{L+1},\quad \tilde\rho_c = \frac{\rho_c}{L+1},
+          \quad \mu_c = \frac{\lambda}{\tilde\rho_c},
+
+the gradient flow of :math:`\varphi_{\mu}(z) = \tfrac12 (z-1)^2 + \tfrac{\mu}{p} z^p`
+(:func:`decay_objective`), the per-mode objective of the global minimiser
+(:func:`ssm_jax.theory.weight_decay_minimiser`). Its nonzero stationary points solve
+``(1 - z) z^(1-p) = mu`` (:func:`decay_stationary_outputs`). For L = 1 the own output is
+``max(0, 1 - mu)``. For L >= 2 the origin is always a local minimum (the penalty's slope
+``mu z^(p-1)`` is infinite there), the global minimiser jumps from ``(L-1)/L``
+(:func:`jump_output`) to 0 at ``mu* = (1/L) ((L-1)/L)^((L-1)/(L+1))``
+(:func:`critical_decay`), and a nonzero local minimum survives up to
+:func:`spinodal_decay`.
 """
 
 from __future__ import annotations
@@ -172,3 +189,124 @@ def spectral_half_times(counts, omega, parametrization: str, depth: int = 1, z0=
     _, q = mode_constants(counts, omega, parametrization)
     power = 1.0 / (depth + 1)
     return q ** (power / 2) * (0.5 ** power - z0 ** power)
+
+
+# ------------------------------------------------------------ weight decay: the terminal phase
+#
+# Per aligned mode the weight-decayed squared-loss objective is, up to the class's loss
+# weight, phi(z) = (z - 1)^2 / 2 + (mu / p) z^p with p = 2 / (L+1) and mu the relative weight
+# decay lambda / rho~_c (:func:`ssm_jax.theory.weight_decay_minimiser`; docs/theory.md,
+# section 8). These functions solve that scalar problem.
+
+
+def _power(depth: int) -> float:
+    if not (isinstance(depth, int | np.integer) and not isinstance(depth, bool)
+            and depth >= 1):
+        raise ConfigError(f"depth={depth!r} is out of range: need an integer >= 1")
+    return 2.0 / (depth + 1)
+
+
+def critical_decay(depth: int) -> float:
+    r"""Relative weight decay :math:`\mu^\star_L` at which the global minimiser of
+    :func:`decay_objective` leaves the nonzero branch:
+    :math:`\mu^\star_L = \frac1L\left(\frac{L-1}{L}\right)^{(L-1)/(L+1)}` (1 for L = 1,
+    :math:`2^{-4/3} = 0.397` for L = 2). For L >= 2 the own output jumps there from
+    :func:`jump_output` to 0."""
+    _power(depth)
+    return (1.0 / depth) * ((depth - 1.0) / depth) ** ((depth - 1.0) / (depth + 1.0))
+
+
+def jump_output(depth: int) -> float:
+    r"""Own output :math:`(L-1)/L` just below :math:`\mu^\star_L` (0 for L = 1: the collapse
+    of the UFM is continuous, that of a deeper model a jump)."""
+    _power(depth)
+    return (depth - 1.0) / depth
+
+
+def spinodal_decay(depth: int) -> float:
+    r"""Largest relative weight decay with a nonzero stationary point,
+    :math:`\max_z (1 - z) z^{1-p} = \frac{L+1}{2L}\left(\frac{L-1}{2L}\right)^{(L-1)/(L+1)}`
+    (at :math:`z = (L-1)/(2L)`; 1 for L = 1, 0.4725 for L = 2). Between
+    :func:`critical_decay` and this value the nonzero branch is a local, not global,
+    minimum: a flow started on it stays there."""
+    _power(depth)
+    peak = (depth - 1.0) / (2.0 * depth)
+    return (1.0 - peak) * peak ** ((depth - 1.0) / (depth + 1.0))
+
+
+def decay_objective(z, mu, depth: int):
+    r""":math:`\varphi_\mu(z) = \tfrac12 (z - 1)^2 + \tfrac{\mu}{p} z^p`, :math:`p = 2/(L+1)`,
+    for own outputs z >= 0 (broadcasts z against mu; :math:`\varphi(0) = 1/2` even for
+    :math:`\mu = \infty`)."""
+    p = _power(depth)
+    z, mu = jnp.asarray(z), jnp.asarray(mu)
+    positive = z > 0
+    penalty = jnp.where(positive, mu / p * jnp.where(positive, z, 1.0) ** p, 0.0)
+    return 0.5 * (z - 1.0) ** 2 + penalty
+
+
+def _bisect(mu, low, high, increasing: bool, depth: int, iterations: int):
+    """Root of g(z) = (1 - z) z^(1-p) = mu on [low, high] where g is monotone."""
+    p = _power(depth)
+
+    def body(_, bounds):
+        a, b = bounds
+        mid = 0.5 * (a + b)
+        above = ((1.0 - mid) * mid ** (1.0 - p) > mu) == increasing
+        return jnp.where(above, a, mid), jnp.where(above, mid, b)
+
+    a, b = jax.lax.fori_loop(0, iterations, body, (low, high))
+    return 0.5 * (a + b)
+
+
+def _newton_polish(z, mu, depth: int):
+    """One Newton step on g(z) = mu from the (gradient-stopped) bisection root: the value is
+    unchanged to rounding and autodiff then gives the implicit derivative dz/dmu = 1/g'(z)."""
+    p = _power(depth)
+    z = jax.lax.stop_gradient(z)
+    g = (1.0 - z) * z ** (1.0 - p)
+    slope = z ** (-p) * ((1.0 - p) * (1.0 - z) - z)
+    return z - (g - mu) / slope
+
+
+def decay_stationary_outputs(mu, depth: int, iterations: int = 200):
+    r"""Nonzero stationary points of :func:`decay_objective`: the roots of
+    :math:`(1 - z) z^{1-p} = \mu` (``mu`` >= 0, any shape), as ``(stable, unstable)``.
+
+    ``stable`` is the root above :math:`z_{\rm peak} = (L-1)/(2L)` (a local minimum), NaN for
+    :math:`\mu` above :func:`spinodal_decay`; ``unstable`` the root below it (a local
+    maximum: the boundary of the aligned flow's basins), NaN likewise. For L = 1,
+    ``stable = 1 - mu`` (NaN for mu >= 1) and ``unstable = 0`` (the origin is a saddle).
+    Bisection (``iterations`` halvings, enough for float64) and one Newton step, so the
+    derivative in ``mu`` is the implicit one."""
+    _power(depth)
+    mu = jnp.asarray(mu)
+    mu = mu.astype(jnp.result_type(mu.dtype, float))
+    nan = jnp.full_like(mu, jnp.nan)
+    if depth == 1:
+        exists = mu < 1.0
+        return jnp.where(exists, 1.0 - mu, nan), jnp.where(exists, jnp.zeros_like(mu), nan)
+    peak = (depth - 1.0) / (2.0 * depth)
+    exists = mu < spinodal_decay(depth)
+    safe = jnp.where(exists, mu, 0.0)
+    stable = _bisect(safe, jnp.full_like(mu, peak), jnp.ones_like(mu), False, depth, iterations)
+    unstable = _bisect(safe, jnp.zeros_like(mu), jnp.full_like(mu, peak), True, depth,
+                       iterations)
+    stable = _newton_polish(stable, safe, depth)
+    # mu = 0: the unstable root is the origin itself, where the Newton step is undefined.
+    unstable = jnp.where(safe > 0, _newton_polish(jnp.where(safe > 0, unstable, peak), safe,
+                                                  depth), 0.0)
+    return jnp.where(exists, stable, nan), jnp.where(exists, unstable, nan)
+
+
+def decay_own_output(mu, depth: int, iterations: int = 200):
+    r"""Global minimiser of :func:`decay_objective` over z >= 0 (``mu`` >= 0, any shape):
+    :math:`\max(0, 1 - \mu)` for L = 1; for L >= 2 the stable root of
+    :math:`(1 - z) z^{1-p} = \mu` while :math:`\mu < \mu^\star_L` (:func:`critical_decay`),
+    else 0 (at :math:`\mu = \mu^\star_L` both are optimal; 0 is returned)."""
+    mu = jnp.asarray(mu)
+    if depth == 1:
+        _power(depth)
+        return jnp.maximum(0.0, 1.0 - mu.astype(jnp.result_type(mu.dtype, float)))
+    stable, _ = decay_stationary_outputs(mu, depth, iterations)
+    return jnp.where(mu < critical_decay(depth), stable, 0.0)

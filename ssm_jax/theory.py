@@ -22,20 +22,30 @@ the simplex-encoded label matrix :math:`\hat Z = (I_k - \tfrac1k 1 1^\top) Y = V
 U^\top`: :math:`WW^\top = V\Lambda V^\top`, :math:`H^\top H = U\Lambda U^\top`,
 :math:`WH = \hat Z`.
 
+Weight decay (squared loss, no bias): the closed-form global minimiser
+(:func:`weight_decay_minimiser`): every class keeps output
+:math:`z_c = \max(0, 1 - \lambda/\sigma_c)`, :math:`\sigma_c = s_c/n`, at depth 1, and
+collapses to 0 at the threshold :math:`\lambda^\star_c` (:func:`collapse_threshold`), which
+reweighting moves; deeper models collapse by a jump (:mod:`ssm_jax.deep`).
+
 Rates, trajectories, half times and effective initial outputs are pure jax.numpy
 (jit/vmap/grad-friendly in their numeric arguments). The spectra and the SELI geometry are
 exact reference computations in numpy float64 (whatever jax's precision), returning numpy
-arrays; their rank is data-dependent, so they are not jit-able anyway.
+arrays; their rank is data-dependent, so they are not jit-able anyway. So are the
+weight-decay closed forms (float64 references for the tests and the command line; the
+jit-able per-mode solvers they use are in :mod:`ssm_jax.deep`).
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from . import deep
 from .config import PARAMETRIZATIONS, ConfigError
 from .weights import power_law
 
@@ -401,11 +411,179 @@ def gram_distance(W, class_features, counts) -> dict:
     }
 
 
+# ------------------------------------------------------------ weight decay: the minimiser
+
+
+def _decay_inputs(counts, omega, parametrization, depth, weight_decay=0.0):
+    """Validated float64 numpy copies of the inputs of the weight-decay closed forms."""
+    _check_parametrization(parametrization)
+    if not (isinstance(depth, int | np.integer) and not isinstance(depth, bool) and depth >= 1):
+        raise ConfigError(f"depth={depth!r} is out of range: need an integer >= 1")
+    counts = np.asarray(counts, dtype=np.float64)
+    if counts.ndim != 1 or counts.size < 1 or not np.all(np.isfinite(counts)) \
+            or not np.all(counts > 0):
+        raise ConfigError(f"counts={counts.tolist()!r} must be a list of finite class counts "
+                          "> 0")
+    if omega is None:
+        omega = np.ones_like(counts)
+    omega = np.asarray(omega, dtype=np.float64)
+    if omega.shape != counts.shape:
+        raise ConfigError(f"omega has shape {omega.shape} but there are {counts.size} classes")
+    if not np.all(np.isfinite(omega)) or not np.all(omega >= 0):
+        raise ConfigError(f"omega={omega.tolist()!r} is out of range: class weights must be "
+                          "finite and >= 0")
+    weight_decay = np.asarray(weight_decay, dtype=np.float64)
+    if weight_decay.ndim > 1 or not np.all(np.isfinite(weight_decay)) \
+            or not np.all(weight_decay >= 0):
+        raise ConfigError(f"weight_decay={weight_decay.tolist()!r} is out of range: need a "
+                          "finite value >= 0 (or a 1-D array of them)")
+    return counts, omega, weight_decay
+
+
+def _decay_strength(counts, omega, parametrization, depth):
+    n = counts.sum()
+    if parametrization == "sample":
+        sigma, q = omega * np.sqrt(counts) / n, counts
+    elif parametrization == "class":
+        sigma, q = omega * counts / n, np.ones_like(counts)
+    else:
+        sigma, q = np.sqrt(omega * counts) / n, omega * counts
+    return sigma * q ** ((depth - 1.0) / (2.0 * (depth + 1.0)))
+
+
+def decay_strength(counts, omega=None, parametrization: str = "sample",
+                   depth: int = 1) -> np.ndarray:
+    r"""Per-class strength :math:`\tilde\rho_c = \sigma_c\, q_c^{(L-1)/(2(L+1))}` against which
+    the weight decay is measured (k,), numpy float64.
+
+    :math:`\sigma_c = s_c/n` is the mode strength of :func:`singular_values` and
+    :math:`q_c = n_c, 1, \omega_c n_c` (sample, class, whitened; :mod:`ssm_jax.deep`), so
+    :math:`\tilde\rho_c = \rho_c/(L+1)` with :math:`\rho_c` the depth-L mode rate
+    (:func:`ssm_jax.deep.mode_rates`): :math:`\omega_c n_c^{L/(L+1)}/n` (sample),
+    :math:`\omega_c n_c/n` (class), :math:`(\omega_c n_c)^{L/(L+1)}/n` (whitened). At L = 1
+    it is :math:`\sigma_c`, half the logistic rate :func:`rate`."""
+    counts, omega, _ = _decay_inputs(counts, omega, parametrization, depth)
+    return _decay_strength(counts, omega, parametrization, depth)
+
+
+def collapse_threshold(counts, omega=None, parametrization: str = "sample",
+                       depth: int = 1) -> np.ndarray:
+    r"""Weight decay :math:`\lambda^\star_c = \mu^\star_L\,\tilde\rho_c` at and beyond which
+    class c's own output is 0 at the global minimiser (k,), numpy float64 (squared loss, no
+    bias). :math:`\mu^\star_1 = 1`, so at depth 1 it is the mode strength
+    :math:`\sigma_c = \omega_c\sqrt{n_c}/n` (sample), :math:`\omega_c n_c/n` (class),
+    :math:`\sqrt{\omega_c n_c}/n` (whitened); :math:`\mu^\star_L` is
+    :func:`ssm_jax.deep.critical_decay`. Reweighting moves each threshold in proportion to
+    :math:`\omega_c` (sample, class) or :math:`\omega_c^{L/(L+1)}` (whitened), and the
+    exponent that equalises the rates (:func:`equalising_exponent` at L = 1,
+    :func:`ssm_jax.deep.delay_exponent` = 0 in general) equalises the thresholds."""
+    strength = decay_strength(counts, omega, parametrization, depth)
+    return deep.critical_decay(depth) * strength
+
+
+class WeightDecayMinimiser(NamedTuple):
+    r"""The global minimiser of the weight-decayed squared-loss UFM (no bias), per class;
+    numpy float64. Shapes: (k,) for one weight decay, (m, k) for m of them (``objective``:
+    () or (m,)).
+
+    * ``own_output`` :math:`z_c`: output c of every class-c example (every other output is
+      0); for H in the ``whitened`` parametrisation.
+    * ``objective``: the minimal value of the training objective,
+      :math:`\sum_c \frac{\omega_c n_c}{n}\varphi_{\mu_c}(z_c)`
+      (:func:`ssm_jax.deep.decay_objective`).
+    * ``relative_decay`` :math:`\mu_c = \lambda/\tilde\rho_c` (inf for a class of weight 0).
+    * ``strength`` :math:`\tilde\rho_c` (:func:`decay_strength`), ``threshold``
+      :math:`\lambda^\star_c` (:func:`collapse_threshold`) and ``spinodal``
+      :math:`\mu_{\max}\tilde\rho_c` (:func:`ssm_jax.deep.spinodal_decay`), the decay beyond
+      which class c has no nonzero stationary point (equal to ``threshold`` at L = 1);
+    * ``stable_output`` and ``unstable_output``: the nonzero stationary points of class c's
+      mode (:func:`ssm_jax.deep.decay_stationary_outputs`; NaN where there is none).
+    """
+
+    own_output: np.ndarray
+    objective: np.ndarray
+    relative_decay: np.ndarray
+    strength: np.ndarray
+    threshold: np.ndarray
+    spinodal: np.ndarray
+    stable_output: np.ndarray
+    unstable_output: np.ndarray
+
+    def aligned_limit(self, z0) -> np.ndarray:
+        r"""Where the gradient flow from the aligned balanced initialisation with own output
+        ``z0`` (every class) ends: per mode :math:`\dot z = (L+1)\tilde\rho\, z\,((1-z)
+        z^{1-p} - \mu)`, so the stable root when it exists and ``z0`` lies above the
+        unstable one, else 0. It is :attr:`own_output` at L = 1 (any z0 > 0), and at
+        L >= 2 whenever every class with :math:`\mu_c < \mu^\star_L` starts above its
+        unstable root and no class has :math:`\mu^\star_L \le \mu_c < \mu_{\max}`."""
+        z0 = np.asarray(z0, dtype=np.float64)
+        alive = np.isfinite(self.stable_output) & (z0 > self.unstable_output)
+        return np.where(alive, np.nan_to_num(self.stable_output), 0.0)
+
+
+def weight_decay_minimiser(counts, omega=None, weight_decay=0.0,
+                           parametrization: str = "sample",
+                           depth: int = 1) -> WeightDecayMinimiser:
+    r"""Closed-form global minimiser of the weight-decayed squared-loss UFM with class
+    weights (``docs/theory.md``, section 8), numpy float64 whatever jax's precision.
+
+    The objective is :math:`\frac1n\sum_i\omega_{y_i}\tfrac12\lVert z_i - e_{y_i}\rVert^2 +
+    \frac\lambda2(\lVert W\rVert^2 + \sum_l\lVert V_l\rVert^2 + \lVert H\rVert^2)` (G
+    instead of H for ``whitened``) with outputs :math:`Z = W V_{L-1}\cdots V_1 H` and
+    ``d >= k``. For fixed W (and V) each feature column solves a strictly convex problem, so
+    the features collapse to one per class; with :math:`M` the k x k product, the minimum
+    over factorisations of the penalty is :math:`\lambda\frac{L+1}2\sum_i
+    \sigma_i(M)^{2/(L+1)}`, and M is diagonal at the minimum (proved for L = 1 by
+    convexity, for L >= 2 when the loss in M is an unweighted Frobenius norm, checked
+    numerically otherwise). Per class the own output minimises
+    :math:`\varphi_\mu(z) = \tfrac12(z-1)^2 + \tfrac\mu p z^p`, :math:`p = 2/(L+1)`,
+    :math:`\mu_c = \lambda/\tilde\rho_c` (:func:`decay_strength`):
+
+    * L = 1: :math:`z_c = \max(0,\ 1 - \lambda/\sigma_c)`; class c collapses continuously
+      at :math:`\lambda = \sigma_c`.
+    * L >= 2: :math:`z_c` is the root above :math:`(L-1)/L` of :math:`(1-z)z^{1-p} = \mu_c`
+      while :math:`\mu_c < \mu^\star_L`, then jumps to 0 (:func:`ssm_jax.deep.critical_decay`).
+
+    Args:
+        counts: class counts n_c (k,), > 0.
+        omega: class weights as used in the loss (k,), >= 0; None for ERM. A class of weight
+            0 has own output 0 (for weight decay 0 any output is optimal; 0 is returned).
+        weight_decay: lambda >= 0, a scalar or a 1-D array (m,).
+        parametrization: ``sample``, ``class`` or ``whitened``.
+        depth: L >= 1 (``V`` has L - 1 inner layers).
+    """
+    counts, omega, weight_decay = _decay_inputs(counts, omega, parametrization, depth,
+                                                weight_decay)
+    strength = _decay_strength(counts, omega, parametrization, depth)
+    lam = weight_decay[..., None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mu = np.where(strength > 0, lam / np.where(strength > 0, strength, 1.0), np.inf)
+    with jax.enable_x64(True):
+        mu64 = jnp.asarray(mu, jnp.float64)
+        own = np.asarray(deep.decay_own_output(mu64, depth))
+        stable, unstable = map(np.asarray, deep.decay_stationary_outputs(mu64, depth))
+        phi = np.asarray(deep.decay_objective(jnp.asarray(own), mu64, depth))
+    loss_weight = omega * counts / counts.sum()
+    return WeightDecayMinimiser(
+        own_output=own,
+        objective=np.sum(loss_weight * phi, axis=-1),
+        relative_decay=mu,
+        strength=strength,
+        threshold=deep.critical_decay(depth) * strength,
+        spinodal=deep.spinodal_decay(depth) * strength,
+        stable_output=stable,
+        unstable_output=unstable,
+    )
+
+
 __all__ = [
     "EQUALISING_EXPONENT",
     "SELI",
     "Spectrum",
+    "WeightDecayMinimiser",
     "class_balance",
+    "collapse_threshold",
+    "decay_strength",
     "effective_z0",
     "equalising_exponent",
     "equalising_weights",
@@ -422,4 +600,5 @@ __all__ = [
     "singular_values",
     "step_summary",
     "trajectory",
+    "weight_decay_minimiser",
 ]

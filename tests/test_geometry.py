@@ -128,7 +128,7 @@ def test_geometry_command(tmp_path):
     for name in ("geometry.png", "geometry.json", "terminal.png", "terminal.json"):
         assert (out / name).exists(), name
     terminal = json.loads((out / "terminal.json").read_text())
-    assert terminal["weight_decays"] == [0.1, 0.01]
+    assert terminal["weight_decays"] == [0.1, 0.01] and terminal["loss"] == "ce"
     assert set(terminal["runs"]) == {"erm", "gamma=1"}
     assert len(terminal["runs"]["erm"]["nc2_seli_classifier"]) == 2
     recorded = json.loads((out / "geometry.json").read_text())["geometry"]

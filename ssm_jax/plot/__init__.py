@@ -8,7 +8,13 @@ returns; nothing is shown.
 """
 
 from .digits import digits_figure
-from .geometry import geometry_figure, minority_figure, terminal_figure
+from .geometry import (
+    collapse_ratio_figure,
+    decay_figure,
+    geometry_figure,
+    minority_figure,
+    terminal_figure,
+)
 from .meta import meta_figure
 from .runs import class_accuracy_panel, demo_figure
 from .sampling import resampling_figure
@@ -17,6 +23,8 @@ from .sweeps import accuracy_over_time, delay_heatmap, plot_sweep
 __all__ = [
     "accuracy_over_time",
     "class_accuracy_panel",
+    "collapse_ratio_figure",
+    "decay_figure",
     "delay_heatmap",
     "demo_figure",
     "digits_figure",

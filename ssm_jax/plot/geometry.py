@@ -1,5 +1,7 @@
 """Figures of the neural-collapse geometry (:mod:`ssm_jax.geometry`): measures over training,
-minority collapse (ERM vs reweighting), and the terminal phase over decreasing weight decay."""
+minority collapse (ERM vs reweighting) over training and against the imbalance ratio, and
+the terminal phase over decreasing weight decay (cross-entropy against SELI; squared loss
+against the closed-form minimiser and its collapse thresholds)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import numpy as np
 
 from ..geometry import minority_mean
 from ..metrics import majority_mask
+from ..theory import weight_decay_minimiser
 
 
 def geometry_figure(result, path) -> None:
@@ -117,3 +120,85 @@ def terminal_figure(weight_decays, labelled: dict, seli_ratio: float, path) -> N
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def decay_figure(weight_decays, labelled: dict, counts, parametrization: str, depth: int,
+                 path=None):
+    """The squared-loss terminal phase (:func:`ssm_jax.experiments.terminal.squared_loss_terminal`):
+    one panel per run label (ERM, reweighted) with each class's own output at the
+    closed-form global minimiser against the weight decay (lines; majority classes blue,
+    minorities red), at depth >= 2 the nonzero local minimum that outlives the threshold
+    (dashed), the simulated final own outputs (markers) and the collapse thresholds
+    (dotted); a last panel with every class's collapse threshold against its count, per
+    label, showing how reweighting moves them. Saved to ``path`` when given, else returned."""
+    import matplotlib.pyplot as plt
+
+    counts = np.asarray(counts, dtype=np.float64)
+    major = majority_mask(counts)
+    decays = np.asarray(weight_decays, dtype=np.float64)
+    thresholds = np.concatenate([g["collapse_threshold"] for g in labelled.values()])
+    low = min(decays.min(), thresholds.min()) / 3
+    high = max(decays.max(), thresholds.max()) * 3
+    grid = np.geomspace(low, high, 400)
+    fig, axes = plt.subplots(1, len(labelled) + 1, figsize=(4.6 * (len(labelled) + 1), 3.7))
+    for ax, (label, g) in zip(axes, labelled.items(), strict=False):
+        minimiser = weight_decay_minimiser(counts, g["weights"], grid, parametrization, depth)
+        curves = minimiser.own_output
+        # Depth >= 2: the nonzero local minimum that survives past the threshold (dashed).
+        metastable = np.where(curves == 0, minimiser.stable_output, np.nan)
+        for c in range(len(counts)):
+            color = "C0" if major[c] else "C3"
+            ax.semilogx(grid, curves[:, c], color=color, lw=1)
+            ax.semilogx(grid, metastable[:, c], color=color, lw=0.8, ls="--")
+            ax.semilogx(decays, g["own_output"][:, c], "o", color=color, ms=4, mfc="none")
+            ax.axvline(g["collapse_threshold"][c], color=color, ls=":", lw=0.8)
+        ax.set(title=f"{label}: own output at the minimiser", xlabel="weight decay",
+               ylim=(-0.05, 1.05))
+        ax.set_ylabel("own output (line: closed form, o: simulated)")
+    ax = axes[-1]
+    order = np.argsort(counts)
+    for i, (label, g) in enumerate(labelled.items()):
+        ax.loglog(counts[order], g["collapse_threshold"][order], "os"[i % 2] + "-",
+                  color=("C2", "C4")[i % 2], label=label)
+    ax.set(title="collapse threshold of each class", xlabel="class count n_c",
+           ylabel="weight decay at which z_c reaches 0")
+    ax.legend(fontsize=7)
+    fig.suptitle(f"squared loss with weight decay ({parametrization}, depth {depth})",
+                 fontsize=10)
+    fig.tight_layout()
+    if path is None:
+        return fig
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None
+
+
+def collapse_ratio_figure(collapse: dict, num_classes: int, path=None):
+    """Minority collapse against the imbalance ratio
+    (:func:`ssm_jax.experiments.terminal.minority_collapse_ratios`): the mean cosine between
+    minority classifier rows (solid) and between centred minority class means (dashed) at
+    the end of training, per run label, with the vanishing-weight-decay limit (SELI or the
+    ETF, dotted), the simplex ETF's -1/(k-1) and full collapse at 1. Saved to ``path``
+    when given, else returned."""
+    import matplotlib.pyplot as plt
+
+    ratios = np.asarray(collapse["ratios"])
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for i, (label, run) in enumerate(collapse["runs"].items()):
+        ax.semilogx(ratios, run["minority_cosine"], "o-", color=f"C{i}",
+                    label=f"{label}: classifier rows")
+        ax.semilogx(ratios, run["minority_feature_cosine_centred"], "s--", color=f"C{i}",
+                    ms=3, label=f"{label}: centred class means")
+    ax.semilogx(ratios, collapse["limit_minority_cosine"], "k:", label="weight decay -> 0 limit")
+    ax.axhline(-1 / (num_classes - 1), color="0.5", ls=":", lw=0.8, label="simplex ETF")
+    ax.axhline(1.0, color="k", ls=":", lw=0.8)
+    ax.set(xlabel="imbalance ratio R = n_major / n_minor",
+           ylabel="mean cosine between minority classes", ylim=(-1.05, 1.05),
+           title="minority collapse against the ratio (Fang et al. 2021)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    if path is None:
+        return fig
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None
