@@ -226,6 +226,22 @@ class Config:
     def replace(self, **changes) -> Config:
         return dataclasses.replace(self, **changes)
 
+    def adapted(self, **changes) -> Config:
+        """This configuration with ``changes``, and every other option that would have no
+        effect under them back at its default (:meth:`~ssm_jax.options.Option.why_no_effect`):
+        the configuration of a derived run (a comparison under another weighting or loss)
+        keeps what still applies, so the no-effect rule never refuses it. Options named in
+        ``changes`` are kept as given (and validated)."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        values.update(changes)
+        if "counts" in changes and changes["counts"] is not None and "profile" not in changes:
+            values["profile"] = "counts"
+        view = _Values(values)
+        for name, opt in OPTIONS.items():
+            if name not in changes and opt.why_no_effect(view) is not None:
+                values[name] = opt.default
+        return Config(**values)
+
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         for key in ("counts", "weights"):
@@ -245,6 +261,13 @@ class Config:
 
 OPTIONS: dict[str, Option] = options_of(Config)
 """Every run option, by Config field name, in declaration order."""
+
+
+class _Values:
+    """Attribute access to a dict of option values (what ``why_no_effect`` reads)."""
+
+    def __init__(self, values: dict) -> None:
+        self.__dict__.update(values)
 
 
 def options_of_kind(kind: str) -> tuple[str, ...]:

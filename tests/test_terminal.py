@@ -413,3 +413,16 @@ def test_geometry_command_terminal_and_collapse_ratios(tmp_path):
     assert main(args + ["--weight-decays", "0,0.1", "--out", str(bad)]) == 2
     assert main(args + ["--weight-decays", "0.1", "--bias", "true", "--out", str(bad)]) == 2
     assert not bad.exists()
+
+
+def test_geometry_comparisons_accept_any_weighting_of_the_run(tmp_path):
+    """The minority-collapse comparison reruns the configuration under power weights; the
+    run's own explicit weights no longer apply there and are dropped (Config.adapted),
+    instead of refusing the command after geometry.json was written."""
+    from ssm_jax.cli import main
+
+    out = tmp_path / "geo"
+    assert main(["geometry", "--loss", "ce", "--counts", "12,12,2,2", "--dim", "6",
+                 "--weighting", "explicit", "--weights", "1,1,3,3", "--steps", "20",
+                 "--saves", "3", "--lr", "1", "--out", str(out)]) == 0
+    assert (out / "geometry.json").exists() and (out / "minority.json").exists()

@@ -270,3 +270,16 @@ def test_command_line_exits_2_or_parses(argv_pairs):
 
 def test_report_generated_cases():
     print(f"\nproperty tests ran {CASES['count']} generated cases")
+
+
+def test_adapted_configurations_drop_what_no_longer_applies():
+    cfg = Config(counts=(6, 3), weighting="explicit", weights=(1.0, 2.0), loss="focal",
+                 focal_gamma=1.0, method="momentum", momentum=0.5)
+    derived = cfg.adapted(weighting="power", loss="ce", method="gd")
+    assert (derived.weighting, derived.loss, derived.method) == ("power", "ce", "gd")
+    assert derived.weights is None and derived.focal_gamma == 2.0 and derived.momentum == 0.9
+    assert derived.counts == (6, 3)  # still applies
+    # what is asked is kept, and validated
+    assert cfg.adapted(weighting="power", gamma=0.5).gamma == 0.5
+    with pytest.raises(ConfigError, match="gamma=0.5 has no effect"):
+        cfg.adapted(weighting="erm", gamma=0.5)

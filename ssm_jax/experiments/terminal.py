@@ -49,7 +49,7 @@ def terminal_phase(cfg: Config, weight_decays, gamma: float) -> dict:
     Returns ``{label: {key: array (len(weight_decays), ...)}}`` with labels ``"erm"`` and
     ``"gamma=<gamma>"``, the keys of :func:`ssm_jax.geometry.metrics` plus ``norm_ratio``
     (mean majority over mean minority classifier norm)."""
-    cfg = cfg.replace(loss="ce", parametrization="sample", weighting="power", geometry=True,
+    cfg = cfg.adapted(loss="ce", parametrization="sample", weighting="power", geometry=True,
                       saves=2, keep_params=False)
     m = len(weight_decays)
     runs, counts = _batched_runs(cfg, weight_decay=[*weight_decays, *weight_decays],
@@ -75,7 +75,7 @@ def minority_collapse(cfg: Config, gamma: float) -> dict:
     mean of the centred class-mean cosines, and the full centred cosine matrices (s, k, k).
     Under a fixed weight decay ERM's minority cosines head towards 1 as the imbalance grows;
     the simplex ETF has -1/(k-1)."""
-    cfg = cfg.replace(weighting="power", geometry=True, keep_params=False)
+    cfg = cfg.adapted(weighting="power", geometry=True, keep_params=False)
     runs, counts = _batched_runs(cfg, gamma=[0.0, gamma])
     out = {}
     for i, label in enumerate(("erm", f"gamma={gamma:g}")):
@@ -164,7 +164,7 @@ def check_squared_loss_terminal(cfg: Config) -> Config:
     if cfg.bias:
         raise ConfigError("bias=True: the closed-form weight-decayed minimiser is for the "
                           "model without a bias (use --bias false)")
-    return cfg.replace(loss="mse", weighting="power", geometry=True, saves=2,
+    return cfg.adapted(loss="mse", weighting="power", geometry=True, saves=2,
                        keep_params=False)
 
 
@@ -196,7 +196,7 @@ def check_collapse_ratios(cfg: Config, ratios) -> list[Config]:
     for r in ratios:
         if not np.isfinite(r) or r < 1:
             raise ConfigError(f"ratios={r!r} is out of range: need finite ratios >= 1")
-    base = cfg.replace(weighting="power", geometry=False, saves=3, keep_params=True)
+    base = cfg.adapted(weighting="power", geometry=False, saves=3, keep_params=True)
     return [base.replace(ratio=r) for r in ratios]  # each validates its ratio
 
 

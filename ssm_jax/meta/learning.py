@@ -8,7 +8,6 @@ optax update of the learned parameter.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -20,7 +19,6 @@ import optax
 
 from ..config import Config, ConfigError
 from ..problem import class_counts_of
-from ..registry import WEIGHTINGS
 from ..simulate import Numeric, omega_of
 from .differentiate import check_config, inputs_of, meta_spec_of, stop_time, value, with_t1
 from .objectives import DEFAULT_TEMPERATURE, check_objective, check_temperature
@@ -97,16 +95,6 @@ def check_learning(learn: str, iterations: int, learning_rate: float, optimizer:
     check_temperature(temperature)
 
 
-def _with_weighting(cfg: Config, weighting: str, **values) -> Config:
-    """``cfg`` under ``weighting``, with ``values``; the options only other weightings read
-    (``gamma``, ``beta``, ``weights``) go back to their defaults: they would have no effect
-    on the learned run, and a configuration refuses them."""
-    used = set(WEIGHTINGS[weighting].uses)
-    inert = {name for other in WEIGHTINGS.names() for name in WEIGHTINGS[other].uses} - used
-    defaults = {f.name: f.default for f in dataclasses.fields(cfg) if f.name in inert}
-    return cfg.replace(**{**defaults, "weighting": weighting, **values})
-
-
 def learn(cfg: Config, objective: str = "balanced_loss", learn: str = "gamma", *,
           t1: float | None = None, iterations: int = 100, learning_rate: float = 0.05,
           optimizer: str = "adam", temperature: float = DEFAULT_TEMPERATURE,
@@ -125,9 +113,9 @@ def learn(cfg: Config, objective: str = "balanced_loss", learn: str = "gamma", *
     check_learning(learn, iterations, learning_rate, optimizer, temperature)
     k = len(class_counts_of(cfg))
     if learn == "gamma":
-        cfg = _with_weighting(cfg, "power")
+        cfg = cfg.adapted(weighting="power")
     else:
-        cfg = _with_weighting(cfg, "explicit", weights=cfg.weights or (1.0,) * k)
+        cfg = cfg.adapted(weighting="explicit", weights=cfg.weights or (1.0,) * k)
     cfg = with_t1(cfg, t1)
     check_config(cfg, objective, (learn,))
     static = dict(spec=meta_spec_of(cfg), objective=objective, learn=learn,
