@@ -37,7 +37,8 @@ devices = jax.devices()
 print("JAX devices:", devices)
 if devices[0].platform != "gpu":
     sys.exit("no GPU visible to JAX: not running the GPU benchmark")
-print("device:", devices[0].device_kind, "memory:", devices[0].memory_stats().get("bytes_limit"))
+stats = devices[0].memory_stats() or {}
+print("device:", devices[0].device_kind, "memory limit:", stats.get("bytes_limit"))
 PY
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true
 git rev-parse --short HEAD || true

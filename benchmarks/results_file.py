@@ -23,8 +23,9 @@ with ``--label gpu`` writes ``run-gpu``) coexist, each with its own provenance::
                      "rows": [["W1", "6.2", ...], ...]}     # cells: text or numbers
           },
           "headline": [                                     # optional: the README's
-            {"label": "W1", "text": "13.5x eager PyTorch"}  # headline ratios
-          ]
+            {"label": "W1", "text": "7.8x eager PyTorch"}   # headline ratios, and what
+          ],                                                # they all share (optional):
+          "headline_context": "compilation included"
         }
       }
     }
@@ -86,7 +87,8 @@ def validate(data) -> dict:
                 raise ResultsError(f"{where}: {key!r} must be non-empty text")
         if not DATE.match(section["date"]):
             raise ResultsError(f"{where}: date {section['date']!r} is not YYYY-MM-DD")
-        extra = set(section) - set(REQUIRED) - {"notes", "tables", "headline"}
+        extra = set(section) - set(REQUIRED) - {"notes", "tables", "headline",
+                                                 "headline_context"}
         if extra:
             raise ResultsError(f"{where}: unknown keys {sorted(extra)}")
         notes = section.get("notes", [])
@@ -120,6 +122,8 @@ def validate(data) -> dict:
                 isinstance(h, dict) and set(h) == {"label", "text"}
                 and all(isinstance(v, str) and v for v in h.values()) for h in headline):
             raise ResultsError(f"{where}: headline must be a list of {{label, text}} objects")
+        if not isinstance(section.get("headline_context", ""), str):
+            raise ResultsError(f"{where}: headline_context must be text")
     return data
 
 
@@ -167,14 +171,16 @@ def dumps(value, indent: int = 0) -> str:
 
 
 def commit() -> str:
-    """The short hash of HEAD, with ``-dirty`` when tracked files differ from it."""
+    """The short hash of HEAD, with ``-dirty`` when tracked files differ from it (other
+    than the results file and the README, which the benchmark scripts themselves write)."""
     def git(*args):
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
                               check=True).stdout.strip()
 
     try:
         head = git("rev-parse", "--short", "HEAD")
-        dirty = git("status", "--porcelain", "--untracked-files=no")
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                    ":(exclude)docs/data/benchmarks.json", ":(exclude)README.md")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("-dirty" if dirty else "")
@@ -204,7 +210,9 @@ def headline_markdown(data: dict) -> str:
         for item in section.get("headline", []):
             parts.append(f"**{item['label']}** {item['text']}")
         if section.get("headline"):
-            parts[-1] += f" (`{section['command']}`, commit `{section['commit']}`)"
+            context = section.get("headline_context")
+            parts[-1] += (f"{', ' + context if context else ''} (`{section['command']}`, "
+                          f"commit `{section['commit']}`)")
     if not parts:
         return "Headline ratios: not yet measured with the current `benchmarks/run.py`."
     return "Headline: " + "; ".join(parts) + "."

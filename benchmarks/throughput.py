@@ -2,9 +2,13 @@
 to 100,000, for the W1 (squared loss, the reduced simulator) and W2 (cross-entropy, per
 example) shapes of ``benchmarks/common.py``, with the flop and byte bound of each point.
 
-    python benchmarks/throughput.py                   # this CPU (see below for how long)
+    python benchmarks/throughput.py                   # this CPU: 30-40 minutes on 2 cores
     python benchmarks/throughput.py --quick           # a smoke test; nothing published
     bash benchmarks/gpu.sh                            # the same on an NVIDIA GPU, and more
+
+On a 2-core CPU most of the time goes to the two 100,002-run sweeps, where each run costs a
+few milliseconds besides its steps (``--seeds 4,16,48,160,476`` stops at 9,996 runs, in
+about 5 minutes).
 
 A point is the paper sweep (7 ratios x 3 gammas) with as many seeds as give its number of
 runs (84 = 4 seeds ... 100,002 = 4,762 seeds), run by ``sweep.run`` with its defaults (an

@@ -19,7 +19,8 @@ import results_file  # noqa: E402
 SECTION = {"title": "t", "command": "python benchmarks/x.py", "commit": "abc1234",
            "date": "2026-12-01", "machine": "a CPU",
            "tables": {"main": {"columns": ["a", "b"], "rows": [["1", 2.5], [None, "x"]]}},
-           "notes": ["a note"], "headline": [{"label": "W1", "text": "9.9x eager PyTorch"}]}
+           "notes": ["a note"], "headline": [{"label": "W1", "text": "9.9x eager PyTorch"}],
+           "headline_context": "compilation included"}
 
 
 def valid() -> dict:
@@ -55,6 +56,7 @@ def test_the_committed_file_follows_the_schema():
     (lambda d: d["sections"]["x"]["tables"]["main"]["rows"].append([[1], "2"]), "a cell must"),
     (lambda d: d["sections"]["x"]["tables"]["main"].update(rows=[]), "non-empty list"),
     (lambda d: d["sections"]["x"].update(headline=[{"label": "W1"}]), "headline"),
+    (lambda d: d["sections"]["x"].update(headline_context=3), "headline_context"),
     (lambda d: d["sections"].update({"Bad Name": copy.deepcopy(SECTION)}), "lower-case"),
 ])
 def test_malformed_files_are_refused(change, message):
@@ -99,7 +101,8 @@ def test_update_readme_rewrites_only_the_block(tmp_path):
     assert results_file.update_readme(valid(), str(readme))
     text = readme.read_text()
     assert text.startswith("# x\n\n* item\n  <!-- benchmarks:headline -->\n  Headline: **W1** "
-                           "9.9x eager PyTorch (`python benchmarks/x.py`, commit `abc1234`).")
+                           "9.9x eager PyTorch, compilation included (`python benchmarks/x.py`, "
+                           "commit `abc1234`).")
     assert text.endswith("  <!-- /benchmarks:headline -->\n* next\n")
     assert not results_file.update_readme(valid(), str(readme))  # nothing left to change
 

@@ -269,7 +269,8 @@ def test_in_memory_dataset_equals_the_file(x64_sweep, tmp_path, monkeypatch):
     """``sweep.run(sw)`` (no ``out``) builds the Dataset in memory and writes nothing: the
     same Dataset as the file of the same sweep, loaded."""
     sw, loaded, _ = x64_sweep
-    monkeypatch.setattr(store, "save_chunk", lambda *a, **k: pytest.fail("wrote a chunk"))
+    monkeypatch.setattr(runner, "save_chunk", lambda *a, **k: pytest.fail("wrote a chunk"))
+    monkeypatch.setattr(runner, "assemble", lambda *a, **k: pytest.fail("wrote a file"))
     assert_same_dataset(sweep.run(sw, chunk_size=4, progress=False), loaded)
 
 
