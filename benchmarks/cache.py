@@ -7,9 +7,11 @@ run in fresh processes, so the times include Python and JAX's start-up, as a use
 (``ssm-jax --help`` alone, the floor no cache removes, is measured too). Reported: the
 fastest of each and the spread, and warm / cold of the fastest.
 
-    python benchmarks/cache.py [--reps N] [--only simulate,demo,sweep]
+    python benchmarks/cache.py [--reps N] [--only simulate,demo,sweep] [--no-publish]
 
-writes ``benchmarks/results/cache.json`` and prints a table.
+writes ``benchmarks/results/cache.json``, prints a table and writes the section ``cache``
+of the committed results file ``docs/data/benchmarks.json`` (``benchmarks/results_file.py``),
+from which the docs' performance page is built.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ import sys
 import tempfile
 import time
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+RESULTS = os.path.join(HERE, "results")
 SSM_JAX = [sys.executable, "-m", "ssm_jax"]
 # A W1-shaped sweep (squared loss, 12 ratio x gamma points, 2 seeds), repeated to a new file.
 SWEEP = ["sweep", "--ratio", "1,2,5,10", "--gamma", "0,0.5,1", "--seeds", "2",
@@ -56,22 +60,46 @@ def measure(name: str, reps: int) -> dict:
     return {"cold_s": cold, "warm_s": warm, "warm_over_cold": min(warm) / min(cold)}
 
 
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, cwd=os.path.dirname(os.path.abspath(__file__)),
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+TARGETS = {"simulate": "<= 0.40", "demo": "<= 0.50"}  # warm / cold
+LABELS = {"simulate": "`ssm-jax simulate` (defaults)", "demo": "`ssm-jax demo`",
+          "sweep": "`ssm-jax sweep` (12 points x 2 seeds, repeated to a new file)"}
+
+
+def publish(results: dict, names: list[str]) -> None:
+    """The section ``cache`` of the results file: one row per command."""
+    import results_file
+
+    def cell(xs):
+        return f"{min(xs):.2f} [{max(xs):.2f}]"
+
+    rows = [[LABELS[n], cell(results[n]["cold_s"]), cell(results[n]["warm_s"]),
+             f"{results[n]['warm_over_cold']:.2f}", TARGETS.get(n, "-")] for n in names]
+    section = {
+        **results_file.provenance(results["command"], results["machine"],
+                                  "The persistent compilation cache"),
+        "notes": [f"Each command in a fresh process, once with an empty cache folder (cold) "
+                  f"and once more (warm); the fastest of {results['reps']} pairs, the "
+                  "slowest in brackets.",
+                  f"In the same run `ssm-jax --help`, which compiles nothing, took "
+                  f"{results['help_s']:.2f} s."],
+        "tables": {"commands": {"columns": ["command", "cold (s)", "warm (s)", "warm / cold",
+                                            "target"], "rows": rows}}}
+    results_file.write_section("cache", section)
+    print(f"wrote section 'cache' of {results_file.PATH}")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=2, help="cold/warm pairs per command")
     parser.add_argument("--only", default=",".join(COMMANDS), help="commands to measure")
+    parser.add_argument("--publish", action=argparse.BooleanOptionalAction, default=True,
+                        help="write the section 'cache' of docs/data/benchmarks.json")
     args = parser.parse_args(argv)
+    from results_file import commit, cpu_name
+
     results = {"command": " ".join(["python", "benchmarks/cache.py", *(argv or sys.argv[1:])]),
-               "commit": commit(), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+               "commit": commit(),
+               "machine": f"{cpu_name()} ({platform.machine()}), {os.cpu_count()} cores",
                "date": time.strftime("%Y-%m-%d"), "reps": args.reps}
     env = {**os.environ, "SSM_JAX_CACHE_DIR": ""}
     results["help_s"] = min(timed([*SSM_JAX, "--help"], env) for _ in range(args.reps))
@@ -87,6 +115,8 @@ def main(argv: list[str] | None = None) -> None:
     with open(path, "w") as f:
         json.dump(results, f, indent=2)
     print(f"wrote {path}")
+    if args.publish:
+        publish(results, args.only.split(","))
 
 
 if __name__ == "__main__":

@@ -254,6 +254,40 @@ def test_select_reads_values_as_the_coordinates_they_name(x64_sweep):
             sweep.select(ds, [bad])
 
 
+def assert_same_dataset(memory, loaded) -> None:
+    """The in-memory Dataset of a sweep is the one its file loads as: identical values
+    (NaN where NaN), dims, coordinates and attributes, and the same types and order."""
+    xr.testing.assert_identical(memory, loaded)
+    for name in loaded.variables:
+        assert memory[name].dtype == loaded[name].dtype, name
+    assert list(memory.data_vars) == list(loaded.data_vars)
+    assert list(memory.coords) == list(loaded.coords)
+    assert list(memory.attrs) == list(loaded.attrs)
+
+
+def test_in_memory_dataset_equals_the_file(x64_sweep, tmp_path, monkeypatch):
+    """``sweep.run(sw)`` (no ``out``) builds the Dataset in memory and writes nothing: the
+    same Dataset as the file of the same sweep, loaded."""
+    sw, loaded, _ = x64_sweep
+    monkeypatch.setattr(runner, "save_chunk", lambda *a, **k: pytest.fail("wrote a chunk"))
+    monkeypatch.setattr(runner, "assemble", lambda *a, **k: pytest.fail("wrote a file"))
+    assert_same_dataset(sweep.run(sw, chunk_size=4, progress=False), loaded)
+
+
+@pytest.mark.parametrize("base, axes, seeds", [
+    # string coordinate, groups with different classes and saves (NaN and 0 fill), seeds
+    (dict(k_minor=1, steps=8, saves=3), {"loss": ["mse", "ce"], "k_minor": [1, 2],
+                                         "saves": [3, 5]}, 2),
+    (dict(steps=8, saves=3), {"bias": [False, True]}, None),  # a boolean coordinate
+    (dict(steps=8, saves=3), {}, None),  # no axes at all
+    (dict(steps=8, saves=3, method="flow"), {"gamma": [0.0, 1.0]}, None),  # solver stats
+])
+def test_in_memory_dataset_equals_the_file_for_every_layout(tmp_path, base, axes, seeds):
+    sw = sweep.make_sweep(Config(**{**BASE, **base}), axes, seeds=seeds)
+    loaded = sweep.run(sw, tmp_path / "s.nc", chunk_size=3, progress=False)
+    assert_same_dataset(sweep.run(sw, chunk_size=3, progress=False), loaded)
+
+
 def test_cli_sweep_padded_momentum_bias_and_divergence(tmp_path, capsys):
     out = tmp_path / "momentum.nc"
     args = ["sweep", "--k-major", "2", "--k-minor", "2", "--n-major", "12", "--dim", "4",
@@ -357,6 +391,118 @@ def test_memory_budget_chooses_the_chunk():
     cap = sweep.CPU_RUNS_PER_DEVICE if jax.devices()[0].platform == "cpu" else sw.size
     assert sweep.plan(sw, memory_budget="1T").chunk_size == min(sw.size, cap)
     assert sweep.parse_bytes("1.5G") == int(1.5 * 2**30) and sweep.parse_bytes("512M") == 2**29
+
+
+class FakeAccelerator:
+    """A device as the planner sees it: a platform and ``memory_stats()``."""
+
+    def __init__(self, stats, platform="gpu"):
+        self.platform, self.stats = platform, stats
+
+    def memory_stats(self):
+        if isinstance(self.stats, Exception):
+            raise self.stats
+        return self.stats
+
+
+def test_accelerator_chunks_fill_the_free_memory():
+    """On a GPU or TPU without a chunk size or budget, a chunk is as many runs as fit the
+    free memory (bytes_limit - bytes_in_use, times the safety fraction, of the device with
+    least), cut into equal chunks; a given budget, and a CPU, behave as before."""
+    sw = sweep.make_sweep(Config(**BASE), AXES, seeds=100)  # 600 runs
+    run_bytes = sweep.plan(sw).run_bytes
+    fraction = sweep.ACCELERATOR_MEMORY_FRACTION
+
+    def free_for(runs: int) -> int:  # free bytes that hold exactly `runs` runs
+        return int(np.ceil(runs * run_bytes / fraction))
+
+    one = [FakeAccelerator({"bytes_limit": free_for(250) + 10**6, "bytes_in_use": 10**6})]
+    the_plan = sweep.plan(sw, devices=one)
+    assert the_plan.buckets == 1  # padding is free on an accelerator
+    assert the_plan.chunk_size == 200  # 250 fit: 600 runs as 3 equal chunks, not 250+250+100
+    assert [c.size for c in the_plan.chunks] == [200, 200, 200]
+    roomy = [FakeAccelerator({"bytes_limit": free_for(10_000), "bytes_in_use": 0})]
+    assert sweep.plan(sw, devices=roomy).chunk_size == 600  # the whole sweep in one chunk
+    # two devices: the one with less free memory decides; chunks split evenly over both
+    two = [FakeAccelerator({"bytes_limit": free_for(100), "bytes_in_use": 0}),
+           FakeAccelerator({"bytes_limit": free_for(900), "bytes_in_use": 0})]
+    assert sweep.plan(sw, devices=two).chunk_size == 200  # at most 2 x 100: 3 chunks of 200
+    assert sweep.device_memory_budget(two) == int(fraction * free_for(100))
+    # an explicit budget or chunk size wins, and is not rebalanced
+    assert sweep.plan(sw, devices=one, memory_budget=7 * run_bytes).chunk_size == 7
+    assert sweep.plan(sw, devices=one, chunk_size=50).chunk_size == 50
+    # devices that do not report their memory: the default budget per device
+    fallback = sweep.parse_bytes(sweep.DEFAULT_MEMORY_BUDGET)
+    for stats in (None, {}, {"bytes_in_use": 5}, NotImplementedError("no stats")):
+        silent = [FakeAccelerator(stats)]
+        assert sweep.device_memory_budget(silent) == fallback
+        assert sweep.plan(sw, devices=silent).chunk_size == min(600, fallback // run_bytes)
+    # a CPU keeps its budget and cap, whatever the host's memory
+    cpu = [FakeAccelerator({"bytes_limit": 2**40, "bytes_in_use": 0}, platform="cpu")] * 2
+    assert sweep.device_memory_budget(cpu) == fallback
+    assert sweep.plan(sw, devices=cpu).chunk_size == 2 * sweep.CPU_RUNS_PER_DEVICE
+
+
+def test_balanced_chunk():
+    assert sweep.balanced_chunk(4400, 10_000, 1) == 3334
+    assert sweep.balanced_chunk(4400, 4000, 1) == 4000  # one chunk
+    assert sweep.balanced_chunk(8, 84, 2) == 8  # 11 chunks either way
+    for largest, runs, devices in [(8, 12, 2), (96, 1000, 8), (5, 5, 1), (6, 25, 3)]:
+        size = sweep.balanced_chunk(largest, runs, devices)
+        assert size <= max(largest, runs) and (size % devices == 0 or size == runs)
+        assert -(-runs // size) == -(-runs // largest)  # no more chunks than needed
+
+
+def test_plan_and_inputs_are_built_per_point_of_the_other_axes():
+    """Runs that differ only in their seed share their configuration: the plan and the
+    chunk inputs built per point equal those built run by run, keys included."""
+    sw = sweep.make_sweep(Config(**BASE), AXES, seeds=7)
+    assert sw.seed_count == 7 and sweep.make_sweep(Config(**BASE), AXES).seed_count == 1
+    the_plan = sweep.plan(sw, chunk_size=5, buckets=1)
+    (group,) = the_plan.groups
+    assert group.n_pad == max(sum(class_counts_of(sw.config(i))) for i in range(sw.size))
+    runs = np.array([40, 3, 4, 5, 17, 41])
+    problems, numerics, keys, counts = sweep.batch_inputs(sw, group, runs)
+    for row, index in enumerate(runs):
+        cfg = sw.config(int(index))
+        tree_allclose(jax.tree.map(lambda a, r=row: a[r], problems),
+                      problem_of(cfg, n_pad=group.n_pad))
+        tree_allclose(jax.tree.map(lambda a, r=row: a[r], numerics), numeric_of(cfg))
+        np.testing.assert_array_equal(keys[row], jax.random.PRNGKey(cfg.seed))
+        np.testing.assert_array_equal(counts[row], class_counts_of(cfg))
+    np.testing.assert_array_equal(sw.seeds_of(runs), runs % 7)
+    # a bad seed in the list is refused by the plan, as a bad value of any axis
+    with pytest.raises(ConfigError, match=r"seed=-1 must be an integer.*sweep point seed=-1"):
+        sweep.plan(sweep.make_sweep(Config(**BASE), {"seed": [0, -1]}))
+
+
+@pytest.mark.parametrize("x64_mode", [False, True])
+def test_seed_keys_equal_single_keys(x64_mode):
+    """Keys of many seeds (one batched call) and of a few (one call each) are the keys
+    ``simulate`` uses, for seeds up to 2^32 - 1."""
+    with jax.enable_x64(x64_mode):
+        seeds = np.array([3, 0, 2**31 - 1, 2**31, 2**32 - 1, 3, *range(100, 120)])
+        for chosen in (seeds[:3], seeds):
+            want = np.stack([np.asarray(jax.random.PRNGKey(int(s))) for s in chosen])
+            np.testing.assert_array_equal(sweep.seed_keys(chosen), want)
+
+
+def test_matmul_precision_is_recorded_and_kept(tmp_path, capsys):
+    """Sweeps compute float32 products at 'highest' precision unless told otherwise; the
+    precision is in the file's attributes and the manifest, and a resumed sweep keeps it."""
+    sw = sweep.make_sweep(Config(**BASE), AXES)
+    assert sweep.plan(sw).matmul_precision == sweep.DEFAULT_MATMUL_PRECISION == "highest"
+    out = str(tmp_path / "s.nc")
+    store.open_parts(out, sweep.plan(sw, chunk_size=2, matmul_precision="default"))
+    with open(os.path.join(sweep.parts_dir(out), "manifest.json")) as f:
+        assert json.load(f)["matmul_precision"] == "default"
+    _, resumed = store.open_parts(out, sweep.plan(sw, chunk_size=2))
+    assert resumed.matmul_precision == "default"
+    with pytest.raises(ConfigError, match="matmul_precision='tf32'"):
+        sweep.plan(sw, matmul_precision="tf32")
+    assert main(["sweep", "--matmul-precision", "tf32", "--out", str(tmp_path / "x.nc")]) == 2
+    assert "matmul_precision='tf32' must be one of" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == [tmp_path / "s.nc.parts"]  # nothing more written
 
 
 # ------------------------------------------------------------------------------------------
@@ -551,3 +697,5 @@ def test_geometry_sweep_variables_and_conventions(tmp_path, x64):
     for key in ("nc1_cdnv", "nc4_ncc_agreement", "feature_norm_centred", "nc2_seli_outputs"):
         np.testing.assert_allclose(ds[f"geometry_{key}"].values[1], single[key], rtol=1e-10,
                                    err_msg=key)
+    # the Dataset built in memory (no file) is the file's, extra dims and attrs included
+    assert_same_dataset(sweep.run(sw, chunk_size=2, progress=False), ds)

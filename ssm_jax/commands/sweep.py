@@ -43,9 +43,16 @@ def register(sub) -> None:
     run_group = parser.add_argument_group("execution")
     run_group.add_argument("--chunk-size", type=int, default=None, metavar="N",
                            help="runs per chunk (default: chosen from --memory-budget)")
-    run_group.add_argument("--memory-budget", default="1G", metavar="SIZE",
+    run_group.add_argument("--memory-budget", default=None, metavar="SIZE",
                            help="device memory per device for one chunk, e.g. 512M, 4G "
-                           "(default: 1G)")
+                           "(default: on a GPU or TPU half of the device's free memory, so "
+                           "that the sweep goes in as few chunks as fit; on a CPU 1G, and at "
+                           f"most {sweeping.CPU_RUNS_PER_DEVICE} runs per device)")
+    run_group.add_argument("--matmul-precision", default=sweeping.DEFAULT_MATMUL_PRECISION,
+                           metavar="|".join(sweeping.MATMUL_PRECISIONS),
+                           help="precision of float32 matrix products: 'highest' (default) "
+                           "is float32; 'default' is JAX's (TF32 on NVIDIA GPUs, bfloat16 on "
+                           "TPUs; faster, less exact); the same on a CPU")
     run_group.add_argument("--buckets", metavar="auto|cost|N", default="auto",
                            help="runs with different numbers of examples: pad each group to "
                            "at most N sizes (1: every run to the largest n), 'cost': add a "
@@ -136,11 +143,14 @@ def run(args) -> int:
             raise ConfigError(f"--buckets={buckets!r} must be 'auto', 'cost' or an integer "
                               ">= 1") from None
     plan = sweeping.plan(sweep, chunk_size=args.chunk_size, memory_budget=args.memory_budget,
-                         buckets=buckets)
-    # One chunk in flight, and the finished Dataset (a few arrays of saves x classes per run).
+                         buckets=buckets, matmul_precision=args.matmul_precision)
+    # The finished Dataset (a few arrays of saves x classes per run), and on a CPU the chunk
+    # in flight (elsewhere it is in the accelerator's memory, which the plan sized it to).
     itemsize = 8 if sweep.base.x64 else 4
     result_bytes = sweep.size * itemsize * plan.saves * (4 * plan.num_classes + 4)
-    check_fits(plan.run_bytes * plan.chunk_size + result_bytes, f"the sweep of {sweep.size} runs")
+    on_host = jax.devices()[0].platform == "cpu"
+    check_fits(plan.run_bytes * plan.chunk_size * on_host + result_bytes,
+               f"the sweep of {sweep.size} runs")
     shape = " x ".join(f"{d} {n}" for d, n in zip(sweep.dims, sweep.shape, strict=True))
     print(f"sweep: {sweep.size} runs ({shape or 'one configuration'}); "
           f"{len(plan.groups)} compiled group(s) (padded n: "
@@ -149,7 +159,7 @@ def run(args) -> int:
           f"{jax.local_device_count()} device(s)", flush=True)
     start = time.perf_counter()
     ds = sweeping.run(sweep, args.out, chunk_size=plan.chunk_size, buckets=plan.buckets,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, matmul_precision=plan.matmul_precision)
     if ds is None:  # a process other than 0 of a distributed sweep
         print(f"process {jax.process_index()}: its chunks are done; process 0 writes {args.out}")
         return 0

@@ -15,9 +15,11 @@ of values. Its runs are the Cartesian product of the axes. :func:`run` executes 
   ``PRNGKey(seed_i)``, exactly as :func:`~ssm_jax.simulate` does, so every entry equals
   the corresponding single run.
 * **chunks**: a group is cut into chunks of at most ``chunk_size`` runs, chosen from a
-  memory budget (:func:`estimate_run_bytes`), and every chunk of a group is padded to the
-  same batch size, so each group compiles once. A chunk's batch is sharded over the local
-  devices with :mod:`jax.sharding` (leading axis split over a 1-D mesh ``"runs"``).
+  memory budget (:func:`estimate_run_bytes`; on a GPU or TPU by default the device's free
+  memory, so that small runs go in as few chunks as fit), and every chunk of a group is
+  padded to the same batch size, so each group compiles once. A chunk's batch is sharded
+  over the local devices with :mod:`jax.sharding` (leading axis split over a 1-D mesh
+  ``"runs"``).
 * **parts**: each finished chunk is written atomically to ``<out>.parts/chunk-NNNNNN.npz``
   next to a ``manifest.json`` holding the hash of the sweep; each chunk file carries the
   sweep's hash, its run ids and a checksum, checked before use (a bad one is reported and
@@ -25,7 +27,8 @@ of values. Its runs are the Cartesian product of the axes. :func:`run` executes 
   different sweep is refused (:class:`ConfigError`), and so is a second sweep writing the
   same ``out`` at once (``<out>.lock``).
   When every chunk exists they are streamed, one chunk at a time, into ``<out>`` (netCDF4,
-  written to a temporary name and renamed), and the parts are removed.
+  written to a temporary name and renamed), and the parts are removed. Without ``out``
+  nothing is written: chunks go straight into the in-memory Dataset (the same Dataset).
 
 The result is an :class:`xarray.Dataset` with one dimension per axis (named after the
 option's Config field, except ``loss`` -> ``loss_fn`` because ``loss`` is a variable),
@@ -62,42 +65,57 @@ from .execution import (
     lower_group,
     per_device,
     run_sharding,
+    seed_keys,
     uses_lapack,
 )
-from .netcdf import VARIABLES
+from .netcdf import VARIABLES, DatasetBuilder
 from .planning import (
+    ACCELERATOR_MEMORY_FRACTION,
     CPU_COMPILE_FLOPS,
     CPU_RUNS_PER_DEVICE,
+    DEFAULT_MATMUL_PRECISION,
+    DEFAULT_MEMORY_BUDGET,
+    MATMUL_PRECISIONS,
     Chunk,
     Group,
     Plan,
+    balanced_chunk,
     buckets_of,
+    device_memory_budget,
     estimate_run_bytes,
     parse_bytes,
     plan,
     resolve_buckets,
+    resolve_precision,
     run_flops,
 )
 from .runner import run
 from .store import parts_dir
 
 __all__ = [
+    "ACCELERATOR_MEMORY_FRACTION",
     "CPU_COMPILER_OPTIONS",
     "CPU_COMPILE_FLOPS",
     "CPU_RUNS_PER_DEVICE",
+    "DEFAULT_MATMUL_PRECISION",
+    "DEFAULT_MEMORY_BUDGET",
+    "MATMUL_PRECISIONS",
     "MAX_RUNS",
     "MAX_SEEDS",
     "VARIABLES",
     "Chunk",
+    "DatasetBuilder",
     "Group",
     "Plan",
     "Sweep",
+    "balanced_chunk",
     "batch_inputs",
     "batched_trajectory",
     "buckets_of",
     "compute_chunk",
     "config_of",
     "delay_ratio",
+    "device_memory_budget",
     "dim_name",
     "estimate_run_bytes",
     "flatten_trajectory",
@@ -111,9 +129,11 @@ __all__ = [
     "plan",
     "read_config_file",
     "resolve_buckets",
+    "resolve_precision",
     "run",
     "run_flops",
     "run_sharding",
+    "seed_keys",
     "select",
     "sweep_from_options",
     "sweepable_fields",

@@ -37,10 +37,21 @@ def load(path, *, lazy: bool = False):
         loaded = ds.load()
         ds.close()
         ds = loaded
+    return typed(ds)
+
+
+def typed(ds):
+    """A sweep Dataset with its Python types back (the file stores booleans as int8):
+    boolean coordinates, string coordinates as numpy strings, boolean ``diverged``. Shared
+    by :func:`load` and the in-memory Dataset (:class:`~ssm_jax.sweep.netcdf.DatasetBuilder`),
+    so both are the same."""
     sweep_info = json.loads(ds.attrs["sweep"])
     for field, values in sweep_info["axes"].items():
+        dim = dim_name(field)
         if all(isinstance(v, bool) for v in values):
-            ds = ds.assign_coords({dim_name(field): np.array(values, dtype=bool)})
+            ds = ds.assign_coords({dim: np.array(values, dtype=bool)})
+        elif all(isinstance(v, str) for v in values):
+            ds = ds.assign_coords({dim: (dim, np.array(values, dtype=str), ds[dim].attrs)})
     ds["diverged"] = ds["diverged"].astype(bool)
     return ds
 

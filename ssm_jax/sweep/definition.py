@@ -95,6 +95,26 @@ class Sweep:
         position = np.unravel_index(index, self.shape) if self.axes else ()
         return {field: values[i] for (field, values), i in zip(self.axes, position, strict=True)}
 
+    @property
+    def seed_count(self) -> int:
+        """Length of the ``seed`` axis, 1 when the seed is not swept. The seed is the last
+        axis (:func:`sweepable_fields`), so run ``i`` is point ``i // seed_count`` of the
+        other axes with seed number ``i % seed_count``: runs that differ only in their seed
+        share everything but their PRNG key, and planning and batching work per point."""
+        return len(self.axes[-1][1]) if self._seed_swept else 1
+
+    @property
+    def _seed_swept(self) -> bool:
+        return bool(self.axes) and self.axes[-1][0] == "seed"
+
+    def seeds_of(self, runs) -> np.ndarray:
+        """The seeds of runs ``runs`` (flat indices), as int64."""
+        runs = np.asarray(runs, dtype=np.int64)
+        if not self._seed_swept:
+            return np.full(runs.shape, int(self.base.seed), dtype=np.int64)
+        values = np.asarray(self.axes[-1][1], dtype=np.int64)
+        return values[runs % self.seed_count]
+
     def config(self, index: int) -> Config:
         """The (validated) configuration of run ``index``."""
         point = self.point(index)

@@ -73,39 +73,68 @@ def _stack(trees: list):
     return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
 
 
-@functools.lru_cache(maxsize=4096)
-def _seed_key(seed: int, impl: str, x64: bool) -> np.ndarray:
-    """``jax.random.PRNGKey(seed)`` on the host, computed once per seed (and PRNG
-    implementation and precision mode, which it depends on) rather than once per chunk:
-    each call is a device dispatch of about a millisecond."""
-    key = np.asarray(jax.random.PRNGKey(seed))
-    key.setflags(write=False)
-    return key
+# PRNG keys of seeds already seen, per (PRNG implementation, x64): {seed: key}.
+_KEYS: dict[tuple[str, bool], dict[int, np.ndarray]] = {}
+_MAX_KEYS = 1 << 20  # a bound on the table (8 bytes a key with threefry)
+
+
+@jax.jit
+def _keys_of(seeds):
+    return jax.vmap(jax.random.PRNGKey)(seeds)
+
+
+def seed_keys(seeds) -> np.ndarray:
+    """``jax.random.PRNGKey(seed)`` of each of ``seeds`` (stacked, numpy), as
+    :func:`~ssm_jax.simulate.simulate` computes it for a single run. Each distinct seed is
+    computed once per process (and PRNG implementation and precision mode, which the key
+    depends on): a key is a device computation of about a millisecond, so a sweep of
+    100,000 seeds computes its new ones in one batched call (padded to a power of two,
+    which bounds the compilations) rather than one call per seed."""
+    seeds = np.asarray(seeds, dtype=np.int64)
+    impl, x64 = str(jax.config.jax_default_prng_impl), bool(jax.config.jax_enable_x64)
+    table = _KEYS.setdefault((impl, x64), {})
+    unique, inverse = np.unique(seeds, return_inverse=True)
+    missing = [seed for seed in unique.tolist() if seed not in table]
+    if len(table) + len(missing) > _MAX_KEYS:
+        table.clear()
+        missing = unique.tolist()
+    if len(missing) <= 8:
+        new = [np.asarray(jax.random.PRNGKey(seed)) for seed in missing]
+    else:
+        size = 1 << (len(missing) - 1).bit_length()
+        padded = np.zeros(size, dtype=np.uint32)
+        padded[:len(missing)] = missing
+        new = list(np.asarray(_keys_of(padded))[:len(missing)])
+    for seed, key in zip(missing, new, strict=True):
+        key.setflags(write=False)
+        table[seed] = key
+    return np.stack([table[seed] for seed in unique.tolist()])[inverse.reshape(-1)]
 
 
 def batch_inputs(sweep: Sweep, group: Group, runs: np.ndarray):
     """Stacked ``(problems, numerics, keys, class_counts)`` (numpy) for runs of one group,
     the problems padded to the group's ``n_pad``. Call inside ``jax.enable_x64(group.x64)``.
 
-    Problems, numerics and keys are built once per distinct value (numerics are shared by
-    runs that differ only in their seed), which keeps host time per run small."""
-    problems, numerics, keys, counts_list = [], [], [], []
+    Runs that differ only in their seed share their problem and numerics, so these are
+    built once per point of the other axes (:attr:`Sweep.seed_count`) and repeated with
+    numpy; the keys come from :func:`seed_keys`. Host time per run stays small for sweeps
+    of many seeds."""
+    runs = np.asarray(runs, dtype=np.int64)
+    points, where = np.unique(runs // sweep.seed_count, return_inverse=True)
+    problems, numerics, counts_list = [], [], []
     problem_cache: dict[tuple, Any] = {}
-    numeric_cache: dict[tuple, Any] = {}
-    impl, x64 = str(jax.config.jax_default_prng_impl), bool(jax.config.jax_enable_x64)
-    for index in runs:
-        cfg = sweep.config(int(index))
+    for point in points.tolist():
+        cfg = sweep.config(point * sweep.seed_count)
         counts = class_counts_of(cfg)
         if counts not in problem_cache:
             problem_cache[counts] = make_problem(counts, group.n_pad, host=True)
-        not_seed = tuple(v for name, v in vars(cfg).items() if name != "seed")
-        if not_seed not in numeric_cache:
-            numeric_cache[not_seed] = numeric_of(cfg, host=True)
         problems.append(problem_cache[counts])
-        numerics.append(numeric_cache[not_seed])
-        keys.append(_seed_key(cfg.seed, impl, x64))
+        numerics.append(numeric_of(cfg, host=True))
         counts_list.append(counts)
-    return _stack(problems), _stack(numerics), np.stack(keys), np.array(counts_list, np.int32)
+    where = where.reshape(-1)
+    return (jax.tree.map(lambda a: a[where], _stack(problems)),
+            jax.tree.map(lambda a: a[where], _stack(numerics)),
+            seed_keys(sweep.seeds_of(runs)), np.array(counts_list, np.int32)[where])
 
 
 def uses_lapack(spec: Spec) -> bool:

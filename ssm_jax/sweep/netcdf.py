@@ -1,4 +1,5 @@
-"""A finished sweep as one netCDF4 file: its layout, and its assembly from the chunk files.
+"""A finished sweep as one netCDF4 file: its layout, and its assembly from the chunk files;
+or the same Dataset built in memory.
 
 When every chunk exists, the chunk files are streamed, one at a time, into ``<out>``
 (written atomically), each checked first (:func:`~ssm_jax.sweep.store.read_chunk`). The
@@ -6,6 +7,11 @@ file has one dimension per axis (named after the option's Config field, except `
 ``loss_fn`` because ``loss`` is a variable), then ``save`` (save-point index) and
 ``class``. Times differ between learning rates (``t = lr x step``),
 so ``t`` is a coordinate over every swept dimension and ``save``. See :data:`VARIABLES`.
+
+A sweep without a file (``sweep.run(sweep)``, ``out=None``) never writes one:
+:class:`DatasetBuilder` puts each chunk's arrays into the Dataset's arrays as the chunk
+finishes, with the same layout, types, fill values and attributes as the file loaded by
+:func:`~ssm_jax.sweep.analysis.load` (tested to be identical).
 """
 
 from __future__ import annotations
@@ -18,8 +24,9 @@ import numpy as np
 
 from ..geometry import DEFINITIONS as GEOMETRY_DEFINITIONS
 from ..io import atomic_write
+from .analysis import typed
 from .definition import FORMAT_VERSION
-from .planning import Plan
+from .planning import Chunk, Plan
 from .store import read_chunk
 
 # Variables of a sweep Dataset: name -> (dims after the sweep dims, description). The same
@@ -76,6 +83,7 @@ def _file_attrs(the_plan: Plan) -> dict:
         "num_runs": sweep.size,
         "chunk_size": the_plan.chunk_size,
         "buckets": str(the_plan.buckets),
+        "matmul_precision": the_plan.matmul_precision,
         "time_convention": "t = lr x step (a coordinate over every swept dimension and save)",
         "missing_values": "NaN: a learn_time/half_time never reached, a save or class index a "
                           "run does not have, or values after a divergence (see diverged)",
@@ -107,6 +115,27 @@ def _variable_dims(name: str, shape: tuple[int, ...], saves: int, k: int) -> tup
     return tuple(dims)
 
 
+def _variable(name: str, array: np.ndarray, spec, k: int) -> _Variable:
+    """How the per-run array ``array`` (leading run axis) of variable ``name`` is stored,
+    for a run of ``spec`` with ``k`` classes: dims, netCDF type and fill value."""
+    kind = array.dtype.kind
+    if name == "class_counts":
+        dtype, fill = "i4", 0
+    elif kind == "f":
+        dtype, fill = array.dtype.str[1:], FLOAT_FILL
+    elif kind == "b" or name == "diverged":
+        dtype, fill = "i1", 0
+    else:
+        dtype, fill = "i4", -1
+    return _Variable(_variable_dims(name, array.shape[1:], spec.saves, k), dtype, fill)
+
+
+def _ordered(layout: dict[str, _Variable]) -> dict[str, _Variable]:
+    order = ["t", *VARIABLES]
+    return dict(sorted(layout.items(),
+                       key=lambda item: order.index(item[0]) if item[0] in order else len(order)))
+
+
 def _layout(the_plan: Plan, parts: str) -> dict[str, _Variable]:
     """Every variable of the file, from the first chunk of each group (their union: a
     variable that only some groups have is filled elsewhere)."""
@@ -120,20 +149,8 @@ def _layout(the_plan: Plan, parts: str) -> dict[str, _Variable]:
         for name, array in data.items():
             if name == "index" or name in layout:
                 continue
-            kind = array.dtype.kind
-            if name == "class_counts":
-                dtype, fill = "i4", 0
-            elif kind == "f":
-                dtype, fill = array.dtype.str[1:], FLOAT_FILL
-            elif kind == "b" or name == "diverged":
-                dtype, fill = "i1", 0
-            else:
-                dtype, fill = "i4", -1
-            dims = _variable_dims(name, array.shape[1:], spec.saves, k)
-            layout[name] = _Variable(dims, dtype, fill)
-    order = ["t", *VARIABLES]
-    return dict(sorted(layout.items(),
-                       key=lambda item: order.index(item[0]) if item[0] in order else len(order)))
+            layout[name] = _variable(name, array, spec, k)
+    return _ordered(layout)
 
 
 def assemble(the_plan: Plan, parts: str, out: str) -> None:
@@ -179,10 +196,7 @@ def _define(nc, the_plan: Plan, parts: str, layout: dict[str, _Variable]) -> dic
     for name, var_layout in layout.items():
         var = nc.createVariable(name, var_layout.dtype, (*dims, *var_layout.dims),
                                 fill_value=False)
-        description = (VARIABLES[name][1] if name in VARIABLES else
-                       "time t = lr x step of each save point (NaN past a run's saves)"
-                       if name == "t" else f"trajectory field {name} (as in simulate's JSON)")
-        var.setncattr("description", description)
+        var.setncattr("description", _description(name))
         for key, value in _geometry_attrs(name).items():
             var.setncattr(key, value)
         if "save" in var_layout.dims and name != "t":
@@ -229,6 +243,76 @@ def _write_chunk(nc, layout: dict[str, _Variable], sizes: dict, data,
         for name, array in arrays.items():
             piece = array[start:stop]
             nc.variables[name][where] = piece if shape else piece[0]
+
+
+def _description(name: str) -> str:
+    if name in VARIABLES:
+        return VARIABLES[name][1]
+    if name == "t":
+        return "time t = lr x step of each save point (NaN past a run's saves)"
+    return f"trajectory field {name} (as in simulate's JSON)"
+
+
+class DatasetBuilder:
+    """The Dataset of a sweep built in memory, chunk by chunk, as :func:`assemble` and
+    :func:`~ssm_jax.sweep.analysis.load` would give it from a file, without the chunk files
+    (and their fsyncs), the netCDF file and reading it back.
+
+    Each variable is allocated at its first chunk (dims, type and fill value as in the
+    file, :func:`_variable`), filled with the fill value, and every chunk's arrays are
+    padded to the file's extents and put in place by their run ids. Chunks must come in
+    the plan's order (as one process computes them), so that a variable is laid out from
+    the first group that has it, as :func:`_layout` does."""
+
+    def __init__(self, the_plan: Plan):
+        self.plan = the_plan
+        self.layout: dict[str, _Variable] = {}
+        self.arrays: dict[str, np.ndarray] = {}
+        self.sizes = {"save": the_plan.saves, "class": the_plan.num_classes,
+                      "class2": the_plan.num_classes}
+
+    def add(self, chunk: Chunk, data: dict[str, np.ndarray]) -> None:
+        """Put the arrays of ``chunk`` (:func:`~ssm_jax.sweep.execution.compute_chunk`'s,
+        with the run ids ``index``) in place."""
+        group = self.plan.groups[chunk.group]
+        runs = np.asarray(data["index"])
+        for name, array in data.items():
+            if name == "index":
+                continue
+            if name not in self.layout:
+                variable = _variable(name, array, group.spec, group.num_classes)
+                for axis, dim in enumerate(variable.dims):
+                    self.sizes.setdefault(dim, array.shape[1 + axis])
+                self.layout[name] = variable
+                shape = (self.plan.sweep.size, *(self.sizes[d] for d in variable.dims))
+                self.arrays[name] = np.full(shape, variable.fill, dtype=variable.dtype)
+            variable = self.layout[name]
+            self.arrays[name][runs] = _padded(array, len(runs), variable, self.sizes)
+
+    def dataset(self):
+        """The finished :class:`xarray.Dataset` (call once every chunk was added)."""
+        import xarray as xr
+
+        sweep = self.plan.sweep
+        dims, shape = sweep.dims, sweep.shape
+        coords = {}
+        for (field, values), name in zip(sweep.axes, dims, strict=True):
+            coords[name] = xr.Variable((name,), _coordinate_values(values),
+                                       {"long_name": f"swept option {field}"})
+        layout = _ordered(self.layout)
+        used = {d for v in layout.values() for d in v.dims}
+        for name in ("save", "class"):
+            if name in used:
+                coords[name] = xr.Variable((name,), np.arange(self.sizes[name], dtype=np.int32))
+        variables = {}
+        # As in the file, where the variables over ``save`` name ``t`` as their coordinate.
+        t_is_coordinate = any("save" in v.dims for n, v in layout.items() if n != "t")
+        for name, variable in layout.items():
+            attrs = {"description": _description(name), **_geometry_attrs(name)}
+            array = self.arrays[name].reshape((*shape, *self.arrays[name].shape[1:]))
+            target = coords if name == "t" and t_is_coordinate else variables
+            target[name] = xr.Variable((*dims, *variable.dims), array, attrs)
+        return typed(xr.Dataset(variables, coords=coords, attrs=_file_attrs(self.plan)))
 
 
 def read_hash(path: str) -> str | None:

@@ -9,8 +9,13 @@ chunks sized to a memory budget.
   runs of very different ``n`` are split into **buckets**, each padded to its own largest
   ``n`` and compiled once (:func:`buckets_of`).
 * **chunks**: a group is cut into chunks of at most ``chunk_size`` runs, chosen from a
-  memory budget (:func:`estimate_run_bytes`).
+  memory budget (:func:`estimate_run_bytes`): on a CPU at most :data:`CPU_RUNS_PER_DEVICE`
+  per device; on a GPU or TPU as many as fit the device's free memory
+  (:func:`device_memory_budget`), so a sweep of small runs goes in as few chunks as fit.
 
+Runs that differ only in their seed (the last axis) share their configuration but for the
+PRNG key, so a plan is built from one configuration per point of the other axes
+(:attr:`~ssm_jax.sweep.definition.Sweep.seed_count`), not one per run.
 A :class:`Plan` holds two ints per run and nothing else that grows with the sweep.
 """
 
@@ -24,7 +29,7 @@ from dataclasses import dataclass
 import jax
 import numpy as np
 
-from ..config import ConfigError
+from ..config import OPTIONS, ConfigError
 from ..problem import class_counts_of, make_problem
 from ..registry import METHODS
 from ..simulate import Spec, spec_of
@@ -69,6 +74,7 @@ class Plan:
     saves: int  # largest over groups: the length of the ``save`` dimension
     run_bytes: int
     buckets: int | str = 1  # as resolved by plan(): "cost" or a maximum per group
+    matmul_precision: str = "highest"  # as resolved by plan(); see MATMUL_PRECISIONS
 
     def runs_of(self, chunk: Chunk) -> np.ndarray:
         """Flat run indices of a chunk."""
@@ -112,6 +118,76 @@ def parse_bytes(text: str | int | float) -> int:
     return value
 
 
+#: The matrix-product precisions a sweep may compile its programs with
+#: (``jax.default_matmul_precision``): ``"highest"`` computes float32 products in float32
+#: everywhere; ``"default"`` is JAX's default, which on NVIDIA GPUs rounds the inputs of
+#: float32 products to TF32 (10-bit mantissa) and on TPUs to bfloat16; ``"high"`` is TF32
+#: or 3-pass bfloat16. On a CPU all three give the same float32 products.
+MATMUL_PRECISIONS = ("default", "high", "highest")
+
+#: Sweeps use float32 products at full precision unless told otherwise: the simulator's
+#: results (learn and half times, accuracies) are compared with float64 references and
+#: with single runs, and TF32 / bfloat16 products would move them by far more than float32
+#: rounding does, for a speed-up that matters only where products dominate (docs/sweeps.md,
+#: "Precision"; benchmarks/throughput.py --precision measures both on a GPU).
+DEFAULT_MATMUL_PRECISION = "highest"
+
+
+def resolve_precision(precision: str | None) -> str:
+    """``matmul_precision`` of :func:`plan` as used (``None``: the default)."""
+    precision = DEFAULT_MATMUL_PRECISION if precision is None else precision
+    if precision not in MATMUL_PRECISIONS:
+        raise ConfigError(f"matmul_precision={precision!r} must be one of "
+                          f"{', '.join(MATMUL_PRECISIONS)}")
+    return precision
+
+
+#: The memory budget per device when none is given, on a CPU (where chunks are capped at
+#: CPU_RUNS_PER_DEVICE runs per device anyway) and on an accelerator that does not report
+#: its memory.
+DEFAULT_MEMORY_BUDGET = "1G"
+
+#: The part of an accelerator's free memory a chunk is planned to fill when no budget is
+#: given: estimate_run_bytes is an upper guess, but the compiled program, XLA's scratch
+#: space and the next chunk's inputs (launched before the previous chunk is collected)
+#: need room too.
+ACCELERATOR_MEMORY_FRACTION = 0.5
+
+
+def device_memory_budget(devices: Sequence) -> int:
+    """Bytes per device a chunk may use when neither a chunk size nor a memory budget is
+    given. On a CPU: :data:`DEFAULT_MEMORY_BUDGET`. On a GPU or TPU:
+    :data:`ACCELERATOR_MEMORY_FRACTION` of the free memory (``bytes_limit - bytes_in_use``
+    of ``memory_stats()``) of the device that has least; :data:`DEFAULT_MEMORY_BUDGET`
+    where a device does not report it (``memory_stats()`` is ``None``, lacks
+    ``bytes_limit`` or is not implemented)."""
+    fallback = parse_bytes(DEFAULT_MEMORY_BUDGET)
+    if not devices or devices[0].platform == "cpu":
+        return fallback
+    free = []
+    for device in devices:
+        try:
+            stats = device.memory_stats()
+        except (RuntimeError, NotImplementedError, AttributeError):
+            stats = None
+        if not stats or "bytes_limit" not in stats:
+            return fallback
+        free.append(int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0)))
+    return max(1, int(ACCELERATOR_MEMORY_FRACTION * min(free)))
+
+
+def balanced_chunk(largest: int, runs: int, num_devices: int) -> int:
+    """The chunk size, at most ``largest`` (a multiple of ``num_devices``), that cuts
+    ``runs`` into as few chunks as ``largest`` allows, of equal size: every chunk of a group
+    is padded to one batch, so 10,000 runs under a limit of 4,400 go as 3 chunks of 3,334
+    rather than 4,400 + 4,400 + 1,200 padded to 4,400."""
+    if runs <= largest:
+        return runs
+    chunks = -(-runs // largest)
+    size = -(-runs // chunks)
+    return min(largest, -(-size // num_devices) * num_devices)
+
+
 # On a CPU, a chunk's state should stay in cache: 84 W1 runs at once ran 2-3x slower than
 # chunks of 8 (benchmarks/run.py), and the cross-entropy W2 sweep took 18.9 s in chunks of
 # 4 runs per device against 30.1 s with 8 (2 devices, same process); a GPU wants the whole
@@ -130,7 +206,7 @@ def run_flops(spec: Spec, num_classes: int, n: int) -> float:
     stands for the number of steps (or vector-field evaluations of a flow)."""
     from .. import reduced
 
-    problem = make_problem((1,) * num_classes, n)
+    problem = make_problem((1,) * num_classes, n, host=True)
     use = reduced.use_reduced(spec, problem)
     groups = reduced.num_groups(spec, num_classes) if use else None
     per_step = reduced.flops_per_step(num_classes, spec.dim, n, use, groups)
@@ -193,31 +269,43 @@ def resolve_buckets(buckets, platform: str) -> int | str:
     return buckets
 
 
-def plan(sweep: Sweep, *, chunk_size: int | None = None, memory_budget="1G",
-         num_devices: int | None = None, buckets="auto") -> Plan:
+def plan(sweep: Sweep, *, chunk_size: int | None = None, memory_budget=None,
+         num_devices: int | None = None, buckets="auto", devices: Sequence | None = None,
+         matmul_precision: str | None = None) -> Plan:
     """Validate every run of ``sweep``, group the runs and cut the groups into chunks.
 
     ``chunk_size`` (runs per chunk) wins over ``memory_budget`` (bytes per device, see
     :func:`estimate_run_bytes`); the budget gives ``devices x floor(budget / run_bytes)``
-    runs (at least one per device), at most :data:`CPU_RUNS_PER_DEVICE` per device on a
-    CPU.
+    runs (at least one per device). Without either: on a CPU a budget of
+    :data:`DEFAULT_MEMORY_BUDGET` and at most :data:`CPU_RUNS_PER_DEVICE` runs per device
+    (a chunk's state stays in cache); on a GPU or TPU the devices' free memory
+    (:func:`device_memory_budget`), with the sweep cut into as few chunks of equal size as
+    fit (:func:`balanced_chunk`). A given budget is also capped per device on a CPU.
 
     ``buckets`` splits a group whose runs have different numbers of examples into buckets
     padded to their own largest ``n`` (:func:`buckets_of`): an integer N allows at most
     N padded sizes per group, chosen to minimise the padded work (:func:`run_flops`); 1
     pads every run to the group's largest ``n``; ``"cost"`` adds a bucket only where the
     work it saves exceeds :data:`CPU_COMPILE_FLOPS`; ``"auto"`` (default) is ``"cost"``
-    on a CPU and 1 elsewhere (:func:`resolve_buckets`). Memory: two ints per run."""
-    num_devices = num_devices or jax.local_device_count()
-    buckets = resolve_buckets(buckets, jax.devices()[0].platform)
+    on a CPU and 1 elsewhere (:func:`resolve_buckets`). ``devices`` (default: the local
+    devices) are those the chunks will run on; ``num_devices`` overrides their count.
+    ``matmul_precision``: see :data:`MATMUL_PRECISIONS` (default
+    :data:`DEFAULT_MATMUL_PRECISION`). Memory: two ints per run."""
+    devices = list(devices) if devices is not None else jax.local_devices()
+    num_devices = num_devices or len(devices)
+    platform = devices[0].platform
+    buckets = resolve_buckets(buckets, platform)
+    matmul_precision = resolve_precision(matmul_precision)
     keys: dict[tuple, int] = {}
     specs: list[tuple[Spec, int, bool]] = []
     n_pads: list[int] = []
     group_of = np.empty(sweep.size, dtype=np.int32)
     sizes = np.empty(sweep.size, dtype=np.int64)  # examples per run, for the buckets
     saves = 0
-    for index in range(sweep.size):
-        cfg = sweep.config(index)
+    _check_seeds(sweep)
+    per_point = sweep.seed_count  # runs that differ only in their seed: one configuration
+    for start in range(0, sweep.size, per_point):
+        cfg = sweep.config(start)
         counts = class_counts_of(cfg)
         spec = spec_of(cfg)
         key = (spec, len(counts), cfg.x64)
@@ -226,18 +314,24 @@ def plan(sweep: Sweep, *, chunk_size: int | None = None, memory_budget="1G",
             specs.append(key)
             n_pads.append(0)
         g = keys[key]
-        group_of[index] = g
-        sizes[index] = sum(counts)
-        n_pads[g] = max(n_pads[g], int(sizes[index]))
+        group_of[start:start + per_point] = g
+        sizes[start:start + per_point] = sum(counts)
+        n_pads[g] = max(n_pads[g], int(sum(counts)))
         saves = max(saves, spec.saves)
     groups = [Group(spec, k, n_pad, x64, np.flatnonzero(group_of == g))
               for g, ((spec, k, x64), n_pad) in enumerate(zip(specs, n_pads, strict=True))]
     run_bytes = max(estimate_run_bytes(g.spec, g.num_classes, g.n_pad, g.x64) for g in groups)
     if chunk_size is None:
-        per_device = max(1, parse_bytes(memory_budget) // run_bytes)
-        if jax.devices()[0].platform == "cpu":
-            per_device = min(per_device, CPU_RUNS_PER_DEVICE)
-        chunk_size = per_device * num_devices
+        given = memory_budget is not None
+        budget = parse_bytes(memory_budget) if given else device_memory_budget(devices)
+        per_device = max(1, budget // run_bytes)
+        if platform == "cpu":
+            chunk_size = min(per_device, CPU_RUNS_PER_DEVICE) * num_devices
+        elif given:
+            chunk_size = per_device * num_devices
+        else:
+            chunk_size = balanced_chunk(per_device * num_devices,
+                                        max(len(g.runs) for g in groups), num_devices)
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ConfigError(f"chunk_size={chunk_size!r} must be an integer >= 1")
     chunk_size = min(chunk_size, sweep.size)
@@ -250,7 +344,20 @@ def plan(sweep: Sweep, *, chunk_size: int | None = None, memory_budget="1G",
             stop = min(start + chunk_size, len(group.runs))
             chunks.append(Chunk(len(chunks), g, start, stop))
     return Plan(sweep, groups, chunk_size, chunks, max(g.num_classes for g in groups), saves,
-                run_bytes, buckets)
+                run_bytes, buckets, matmul_precision)
+
+
+def _check_seeds(sweep: Sweep) -> None:
+    """Every value of a swept seed is a valid seed (the plan builds one configuration per
+    point of the other axes, with the first seed; the others are checked here)."""
+    if sweep.seed_count == 1:
+        return
+    option = OPTIONS["seed"]
+    for value in dict.fromkeys(sweep.axes[-1][1]):
+        try:
+            option.check_range(value)
+        except ConfigError as err:
+            raise ConfigError(f"{err} (in the sweep point seed={value!r})") from None
 
 
 def _split(group: Group, ns: np.ndarray, chunk_size: int, buckets: int | str) -> list[Group]:

@@ -1,4 +1,5 @@
-"""Running a sweep: plan it, compute the chunks its parts lack, assemble the file.
+"""Running a sweep: plan it, compute the chunks its parts lack, assemble the file; or,
+without a file, compute every chunk into the Dataset in memory.
 
 :func:`run` is resumable and can be shared by several processes (hosts) on one filesystem:
 process ``p`` of ``P`` computes chunks ``p, p + P, ...`` into the parts folder
@@ -15,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 
@@ -25,8 +25,8 @@ from ..config import ConfigError
 from .analysis import load
 from .definition import Sweep
 from .execution import launch_chunk, lower_group, run_sharding, uses_lapack
-from .netcdf import assemble, read_hash
-from .planning import Plan, plan
+from .netcdf import DatasetBuilder, assemble, read_hash
+from .planning import Chunk, Plan, plan
 from .store import done_chunks, open_parts, parts_dir, save_chunk, writer_lock, written_chunks
 
 
@@ -35,7 +35,7 @@ def run(
     out=None,
     *,
     chunk_size: int | None = None,
-    memory_budget="1G",
+    memory_budget=None,
     progress: bool = True,
     devices: Sequence | None = None,
     process_index: int | None = None,
@@ -44,15 +44,20 @@ def run(
     wait_poll_s: float = 1.0,
     lazy: bool = False,
     buckets="auto",
+    matmul_precision: str | None = None,
 ):
     """Run a sweep and return its :class:`xarray.Dataset` (see :mod:`ssm_jax.sweep`).
 
     Args:
         sweep: from :func:`make_sweep` or :func:`sweep_from_options`.
         out: netCDF path. Finished chunks go to ``<out>.parts/`` first, so a killed run
-            started again finishes only the missing chunks. ``None``: a temporary folder,
-            and the Dataset is returned in memory.
-        chunk_size, memory_budget: runs per chunk, or bytes per device to choose it from.
+            started again finishes only the missing chunks. ``None``: nothing is written;
+            each chunk goes straight into the Dataset, returned in memory (the same
+            Dataset as the file's, see :class:`~ssm_jax.sweep.netcdf.DatasetBuilder`).
+        chunk_size, memory_budget: runs per chunk, or bytes per device to choose it from
+            (default: from the device's free memory on a GPU or TPU, 1G and at most
+            :data:`~ssm_jax.sweep.planning.CPU_RUNS_PER_DEVICE` runs per device on a CPU;
+            see :func:`~ssm_jax.sweep.planning.plan`).
         progress: show a progress bar (runs done, runs/s, time left) on stderr.
         devices: devices to shard each chunk over (default: all local devices).
         process_index, process_count: for several processes (hosts) sharing the work on a
@@ -63,6 +68,10 @@ def run(
         lazy: return the Dataset opened lazily from ``out`` (see :func:`load`) instead of
             loaded in memory, for sweeps whose results do not fit in memory.
         buckets: padded sizes per group, see :func:`plan` (``"auto"``: by cost on a CPU).
+        matmul_precision: precision of the programs' float32 matrix products,
+            ``"highest"`` (default), ``"high"`` or ``"default"`` (JAX's: TF32 on NVIDIA
+            GPUs); see :data:`~ssm_jax.sweep.planning.MATMUL_PRECISIONS`. A resumed sweep
+            keeps the precision it started with.
 
     Returns the Dataset, or ``None`` on processes other than 0.
     Raises :class:`ConfigError` for a bad sweep, an ``out`` (or its parts) that holds a
@@ -73,12 +82,12 @@ def run(
     if not 0 <= process_index < process_count:
         raise ConfigError(f"process_index={process_index} is out of range 0..{process_count - 1}")
     the_plan = plan(sweep, chunk_size=chunk_size, memory_budget=memory_budget,
-                    num_devices=len(devices), buckets=buckets)
+                    num_devices=len(devices), buckets=buckets, devices=devices,
+                    matmul_precision=matmul_precision)
     if out is None:
-        with tempfile.TemporaryDirectory(prefix="ssm-jax-sweep-") as tmp:
-            return run(sweep, os.path.join(tmp, "sweep.nc"), chunk_size=the_plan.chunk_size,
-                       progress=progress, devices=devices, process_index=0, process_count=1,
-                       on_chunk=on_chunk, buckets=the_plan.buckets)
+        builder = DatasetBuilder(the_plan)
+        _compute(the_plan, the_plan.chunks, set(), devices, progress, on_chunk, builder.add)
+        return builder.dataset()
     out = os.fspath(out)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     # Processes other than 0 only add checked chunk files, so only the one that assembles
@@ -118,6 +127,16 @@ def _compute_missing(the_plan: Plan, parts: str, devices: list, process_index: i
     mine = [c for c in the_plan.chunks if c.id % process_count == process_index]
     done = done_chunks(the_plan, parts, mine)
     todo = [c for c in mine if c.id not in done]
+
+    def save(chunk: Chunk, arrays: dict) -> None:
+        save_chunk(parts, chunk.id, arrays, the_plan.sweep.config_hash)
+
+    _compute(the_plan, todo, done, devices, progress, on_chunk, save)
+
+
+def _compute(the_plan: Plan, todo: list[Chunk], done: set[int], devices: list, progress: bool,
+             on_chunk, store: Callable[[Chunk, dict], None]) -> None:
+    """Compute the chunks ``todo`` (in order) and hand each one's arrays to ``store``."""
     if not todo:
         return
     shardings = {}  # one mesh for the whole sweep; one device for LAPACK groups on CPUs
@@ -133,10 +152,12 @@ def _compute_missing(the_plan: Plan, parts: str, devices: list, process_index: i
         # One batch size per group (a multiple of the device count): one compilation.
         batch = min(the_plan.chunk_size, len(group.runs))
         layouts[chunk.group] = (shardings[len(used)], -(-batch // len(used)) * len(used))
+    # The programs are traced (and so compiled) with the plan's matmul precision.
     with _progress_bar(the_plan, done, progress, "sweep") as bar, \
+            jax.default_matmul_precision(the_plan.matmul_precision), \
             _compile_ahead(the_plan, layouts) as executables:
         def finish(chunk, collect):
-            save_chunk(parts, chunk.id, collect(), the_plan.sweep.config_hash)
+            store(chunk, collect())
             bar.update(chunk.size)
             if on_chunk is not None:
                 on_chunk(chunk.id)

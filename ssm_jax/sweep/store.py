@@ -3,9 +3,10 @@ and the lock of the process that writes them.
 
 Each finished chunk is written atomically (:func:`ssm_jax.io.atomic_write`) to
 ``<out>.parts/chunk-NNNNNN.npz`` next to a ``manifest.json`` holding the hash of the sweep,
-its chunk size and buckets. Started again, the same sweep finds the chunks it still has to
-compute (:func:`done_chunks`); a different sweep is refused (:class:`ConfigError`), since
-mixing the parts of two sweeps would give a file that is neither.
+its chunk size, buckets and matrix-product precision. Started again, the same sweep finds
+the chunks it still has to compute (:func:`done_chunks`); a different sweep is refused
+(:class:`ConfigError`), since mixing the parts of two sweeps would give a file that is
+neither.
 
 The manifest alone cannot keep a sweep whole: it can be deleted, and a file can be
 truncated, damaged or put in another chunk's place. So every chunk file carries the hash of
@@ -117,8 +118,9 @@ def _read_manifest(path: str) -> dict | None:
 def open_parts(out: str, the_plan: Plan) -> tuple[str, Plan]:
     """Create ``<out>.parts`` with its manifest, or check an existing one matches the sweep.
 
-    Resuming keeps the chunk size and buckets recorded in the manifest (so a different
-    memory budget or device does not change the chunk layout). Returns the parts folder and
+    Resuming keeps the chunk size, buckets and matrix-product precision recorded in the
+    manifest (so a different memory budget or device does not change the chunk layout, and
+    every chunk of a file is computed at one precision). Returns the parts folder and
     the plan to follow. Raises :class:`ConfigError` naming the options that differ when the
     manifest is another sweep's."""
     parts = parts_dir(out)
@@ -133,12 +135,17 @@ def open_parts(out: str, the_plan: Plan) -> tuple[str, Plan]:
                 f"refusing to mix them: rerun the original command to finish it, or remove "
                 f"{parts} (and choose another --out) to start this one")
         recorded = manifest.get("buckets", 1)  # older manifests: one padded size per group
-        if manifest["chunk_size"] != the_plan.chunk_size or recorded != the_plan.buckets:
-            the_plan = plan(sweep, chunk_size=manifest["chunk_size"], buckets=recorded)
+        # older manifests: JAX's default precision, which those sweeps were computed with
+        precision = manifest.get("matmul_precision", "default")
+        if (manifest["chunk_size"] != the_plan.chunk_size or recorded != the_plan.buckets
+                or precision != the_plan.matmul_precision):
+            the_plan = plan(sweep, chunk_size=manifest["chunk_size"], buckets=recorded,
+                            matmul_precision=precision)
         return parts, the_plan
     os.makedirs(parts, exist_ok=True)
     manifest = {"format": FORMAT_VERSION, "config_hash": sweep.config_hash,
                 "chunk_size": the_plan.chunk_size, "buckets": the_plan.buckets,
+                "matmul_precision": the_plan.matmul_precision,
                 "num_chunks": len(the_plan.chunks),
                 "num_runs": sweep.size, "sweep": sweep.to_dict()}
     text = json.dumps(manifest, indent=1)
