@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
+import struct
 from dataclasses import dataclass
 from typing import NamedTuple
-
-import numpy as np
 
 from .options import (
     ConfigError,
@@ -340,26 +340,40 @@ def check_effect(cfg: Config) -> None:
 def check_precision(cfg: Config) -> None:
     """Values the working precision (float32, or float64 with ``x64``) cannot hold are
     refused: a nonzero real option that rounds to 0 or overflows (``lr=1e-300`` is 0 in
-    float32), and class weights that overflow or underflow to 0 (``gamma=1000``)."""
-    dtype = np.float64 if cfg.x64 else np.float32
+    float32), and class weights that overflow or underflow to 0 (``gamma=1000``).
+
+    The options are rounded in plain Python (as numpy would round them); the weights are
+    computed in numpy by the weighting's own function, so neither starts a JAX backend."""
+    dtype = "float64" if cfg.x64 else "float32"
     for name, opt in OPTIONS.items():
         value = getattr(cfg, name)
         if opt.parse not in (parse_real, parse_floats) or value is None:
             continue
         for entry in value if opt.list_valued else (value,):
-            with np.errstate(over="ignore", under="ignore"):
-                held = dtype(entry)
-            if entry != 0 and (held == 0 or not np.isfinite(held)):
+            held = _held(entry, cfg.x64)
+            if entry != 0 and (held == 0 or not math.isfinite(held)):
                 raise ConfigError(f"{name}={entry!r} is {'0' if held == 0 else 'infinite'} "
-                                  f"in {np.dtype(dtype).name}" +
+                                  f"in {dtype}" +
                                   ("" if cfg.x64 else "; use --x64 or a value in range"))
     if cfg.weighting != "erm" and not _weights_held(cfg.class_counts, cfg.weighting, cfg.gamma,
                                                     cfg.beta, cfg.weights, cfg.x64):
         setting = ", ".join(f"{name}={getattr(cfg, name)!r}"
                             for name in WEIGHTINGS[cfg.weighting].uses)
         raise ConfigError(f"{setting} with weighting={cfg.weighting!r} gives class weights "
-                          f"that overflow or underflow to 0 in {np.dtype(dtype).name} for "
+                          f"that overflow or underflow to 0 in {dtype} for "
                           f"counts {list(cfg.class_counts)[:10]}")
+
+
+def _held(value: float, x64: bool) -> float:
+    """``value`` as the working precision holds it: a Python float is a float64; float32
+    rounds to nearest (``struct``'s ``f`` is C's cast, as numpy's ``float32(value)``),
+    an overflow giving infinity."""
+    if x64:
+        return float(value)
+    try:
+        return struct.unpack("f", struct.pack("f", value))[0]
+    except OverflowError:
+        return math.inf
 
 
 @functools.lru_cache(maxsize=1024)
@@ -367,7 +381,9 @@ def _weights_held(counts: tuple[int, ...], weighting: str, gamma: float, beta: f
                   weights: tuple[float, ...] | None, x64: bool) -> bool:
     """Whether the registered weighting gives finite, nonzero weights in the run's
     precision (computed by the registry's own function, in numpy so that validating a
-    configuration never starts a JAX backend; cached, as sweeps repeat it)."""
+    configuration never imports JAX; cached, as sweeps repeat it)."""
+    import numpy as np
+
     dtype = np.float64 if x64 else np.float32
     with np.errstate(all="ignore"):
         values = WEIGHTINGS[weighting].weights(np.asarray(counts, dtype), gamma, beta, weights)
