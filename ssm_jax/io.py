@@ -15,14 +15,23 @@ import json
 import math
 import os
 import stat
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-import jax
-import numpy as np
-
 from .options import ConfigError
+
+
+def _array_types() -> tuple[type, ...]:
+    """numpy's and JAX's array types, of those imported (an array of a library that is
+    not imported cannot exist, so this module imports neither)."""
+    types: tuple[type, ...] = ()
+    if (np := sys.modules.get("numpy")) is not None:
+        types += (np.ndarray, np.generic)
+    if (jax := sys.modules.get("jax")) is not None and hasattr(jax, "Array"):
+        types += (jax.Array,)
+    return types
 
 
 def to_json_value(value):
@@ -31,7 +40,9 @@ def to_json_value(value):
         return {k: to_json_value(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [to_json_value(v) for v in value]
-    if isinstance(value, (jax.Array, np.ndarray, np.generic)):
+    if isinstance(value, _array_types()):
+        import numpy as np
+
         return to_json_value(np.asarray(value).tolist())
     if isinstance(value, float) and not math.isfinite(value):
         return None
