@@ -1,8 +1,8 @@
 """ssm-jax: training dynamics of classifiers on class-imbalanced data, in JAX.
 
-The public API is re-exported here and imported when a name is first used (PEP 562), so
-``import ssm_jax`` imports neither JAX nor numpy: the command line parses and validates its
-input before the numerics are imported.
+The public API is re-exported here and imported when a name is first used (PEP 562,
+:mod:`ssm_jax.lazy`), so ``import ssm_jax`` imports neither JAX nor numpy: the command line
+parses and validates its input before the numerics are imported.
 
 Two process-wide JAX defaults are set when JAX is imported, before anything is compiled:
 the persistent compilation cache (:mod:`ssm_jax.cache`) and, on a CPU, one device per core
@@ -17,47 +17,51 @@ import importlib
 import importlib.util
 import sys
 import types
+from typing import TYPE_CHECKING
 
-from . import cache, devices
+from . import cache, devices, lazy
 
-# Each public name and the module that defines it (imported when the name is first used).
-_EXPORTS = {
-    "Config": "config",
-    "ConfigError": "config",
-    "Problem": "problem",
-    "class_counts_of": "problem",
-    "longtail_counts": "problem",
-    "make_problem": "problem",
-    "step_counts": "problem",
-    "Numeric": "simulate",
-    "Result": "simulate",
-    "Spec": "simulate",
-    "Trajectory": "simulate",
-    "numeric_of": "simulate",
-    "problem_of": "simulate",
-    "simulate": "simulate",
-    "spec_of": "simulate",
-    "trajectory": "simulate",
-    "trajectory_jit": "simulate",
-    "class_weights": "weights",
-}
+if TYPE_CHECKING:
+    from .config import Config, ConfigError
+    from .problem import Problem, class_counts_of, longtail_counts, make_problem, step_counts
+    from .simulate import (
+        Numeric,
+        Result,
+        Spec,
+        Trajectory,
+        numeric_of,
+        problem_of,
+        simulate,
+        spec_of,
+        trajectory,
+        trajectory_jit,
+    )
+    from .weights import class_weights
 
-__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy.attach(__name__, __file__)
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "Numeric",
+    "Problem",
+    "Result",
+    "Spec",
+    "Trajectory",
+    "class_counts_of",
+    "class_weights",
+    "longtail_counts",
+    "make_problem",
+    "numeric_of",
+    "problem_of",
+    "simulate",
+    "spec_of",
+    "step_counts",
+    "trajectory",
+    "trajectory_jit",
+]
 
 __version__ = "0.1.0"
-
-
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
 
 
 class _Package(types.ModuleType):

@@ -260,6 +260,26 @@ Numeric.__doc__ = ("The traced part of a run: one array per traced option of Con
                    "weighting is explicit; t1 is lr x steps unless given).")
 
 
+def class_groups_of(cfg) -> tuple[int, ...] | None:
+    """Static partition of the classes of a configuration into groups that share their
+    count, hence their weight, at every value of the numeric fields (ratio, gamma, beta):
+    the two blocks of the step profile, equal explicit counts; None (each class alone) for
+    the long tail and for explicit weights, which may differ between equal counts. The
+    exact reduced simulator (:mod:`ssm_jax.reduced`) pools the classes of a group.
+
+    Group ids are 0, 1, ... in order of first appearance (the profile's ``groups``)."""
+    if cfg.weighting == "explicit":
+        return None
+    return PROFILES["counts" if cfg.counts is not None else cfg.profile].groups(cfg)
+
+
+def spec_of(cfg: Config) -> Spec:
+    """The static :class:`Spec` of a configuration: its static options, and the classes the
+    reduced simulator may pool (:func:`class_groups_of`)."""
+    static = {name: getattr(cfg, name) for name, opt in OPTIONS.items() if opt.kind == "static"}
+    return Spec(**static, class_groups=class_groups_of(cfg))
+
+
 def validate(cfg: Config) -> None:
     """Raise :class:`ConfigError` naming the first bad value and its allowed range.
 

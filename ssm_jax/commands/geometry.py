@@ -11,10 +11,9 @@ cross-entropy runs at each weight decay for ERM and for power weights ``--reweig
 
 from __future__ import annotations
 
+import math
 import os
 import sys
-
-import numpy as np
 
 from ..config import ConfigError
 from .arguments import (
@@ -49,6 +48,14 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    cfg = config_from_args(args, geometry=True)
+    if args.weight_decays is not None:
+        for value in args.weight_decays:
+            if not math.isfinite(value) or value <= 0:
+                raise ConfigError(f"weight-decays={value!r} is out of range: need > 0")
+    # The input is checked: the numerics now.
+    import numpy as np
+
     from ..experiments.terminal import minority_collapse, terminal_phase
     from ..geometry import seli_norm_ratio
     from ..metrics import minority_mask
@@ -56,11 +63,6 @@ def run(args) -> int:
     from ..simulate import simulate, to_json_value, write_json
     from .simulate import print_summary
 
-    cfg = config_from_args(args, geometry=True)
-    if args.weight_decays is not None:
-        for value in args.weight_decays:
-            if not np.isfinite(value) or value <= 0:
-                raise ConfigError(f"weight-decays={value!r} is out of range: need > 0")
     result = simulate(cfg)
     print_summary(result)
     os.makedirs(args.out, exist_ok=True)

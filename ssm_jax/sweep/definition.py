@@ -13,11 +13,10 @@ import hashlib
 import json
 import math
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import numpy as np
 
 from ..config import OPTIONS, Config, ConfigError
 
@@ -59,7 +58,8 @@ def dim_name(field: str) -> str:
 def _jsonable(value):
     if isinstance(value, tuple):
         return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
+    numpy = sys.modules.get("numpy")  # a numpy scalar exists only once numpy is imported
+    if numpy is not None and isinstance(value, numpy.generic):
         return value.item()
     return value
 
@@ -92,6 +92,8 @@ class Sweep:
 
     def point(self, index: int) -> dict:
         """The swept values of run ``index`` (flat C-order index into :attr:`shape`)."""
+        import numpy as np
+
         position = np.unravel_index(index, self.shape) if self.axes else ()
         return {field: values[i] for (field, values), i in zip(self.axes, position, strict=True)}
 

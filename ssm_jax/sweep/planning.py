@@ -12,6 +12,9 @@ chunks sized to a memory budget.
   memory budget (:func:`estimate_run_bytes`).
 
 A :class:`Plan` holds two ints per run and nothing else that grows with the sweep.
+
+This module imports no JAX: :func:`plan` validates and groups every run first and asks JAX
+for its devices after, so a sweep with a bad run is refused before JAX is imported.
 """
 
 from __future__ import annotations
@@ -21,13 +24,10 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import jax
 import numpy as np
 
-from ..config import ConfigError
-from ..problem import class_counts_of, make_problem
-from ..registry import METHODS
-from ..simulate import Spec, spec_of
+from ..config import ConfigError, Spec, spec_of
+from ..resources import estimate_run_bytes
 from .definition import Sweep
 
 
@@ -75,26 +75,6 @@ class Plan:
         return self.groups[chunk.group].runs[chunk.start:chunk.stop]
 
 
-def estimate_run_bytes(spec: Spec, num_classes: int, n_pad: int, x64: bool = False) -> int:
-    """Estimated device memory of one run inside a vmapped batch, in bytes (an upper guess).
-
-    Counts the arrays that are live during a training step: parameters (``k d + d m (+ k)``
-    with m = n or k) held about six times (params, gradients, updates, new params and the
-    two scan carries) plus the optimiser slots (1 for momentum, 2 for adam), per-example
-    arrays (outputs, labels, residuals: ``4 k n``; features ``2 d n``; masks ``4 n``), the
-    saved snapshots ``saves (3 k + 2)``, doubled for temporaries XLA may keep."""
-    k, d, n = num_classes, spec.dim, n_pad
-    m = k if spec.parametrization == "class" else n
-    params = k * d + d * m + (k if spec.bias else 0)
-    slots = METHODS[spec.method].slots
-    per_example = 4 * k * n + 2 * d * n + 4 * n
-    saved = spec.saves * (3 * k + 2) + 3 * k + 2
-    if spec.keep_params:
-        saved += spec.saves * params
-    itemsize = 8 if x64 else 4
-    return int(2 * itemsize * ((6 + slots) * params + per_example + saved))
-
-
 _UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 
 
@@ -129,6 +109,7 @@ def run_flops(spec: Spec, num_classes: int, n: int) -> float:
     path :func:`~ssm_jax.simulate.trajectory` takes (reduced or per example); ``spec.steps``
     stands for the number of steps (or vector-field evaluations of a flow)."""
     from .. import reduced
+    from ..problem import make_problem
 
     problem = make_problem((1,) * num_classes, n)
     use = reduced.use_reduced(spec, problem)
@@ -193,6 +174,18 @@ def resolve_buckets(buckets, platform: str) -> int | str:
     return buckets
 
 
+def check_plan_options(chunk_size: int | None = None, memory_budget="1G",
+                       buckets="auto") -> None:
+    """Refuse options of :func:`plan` that no machine makes valid (:class:`ConfigError`): a
+    chunk size that is not an integer >= 1, a memory budget that is not a size (read only
+    without a chunk size), buckets other than ``"auto"``, ``"cost"`` or an integer >= 1."""
+    if chunk_size is None:
+        parse_bytes(memory_budget)
+    elif isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ConfigError(f"chunk_size={chunk_size!r} must be an integer >= 1")
+    resolve_buckets(buckets, "cpu")
+
+
 def plan(sweep: Sweep, *, chunk_size: int | None = None, memory_budget="1G",
          num_devices: int | None = None, buckets="auto") -> Plan:
     """Validate every run of ``sweep``, group the runs and cut the groups into chunks.
@@ -207,9 +200,10 @@ def plan(sweep: Sweep, *, chunk_size: int | None = None, memory_budget="1G",
     N padded sizes per group, chosen to minimise the padded work (:func:`run_flops`); 1
     pads every run to the group's largest ``n``; ``"cost"`` adds a bucket only where the
     work it saves exceeds :data:`CPU_COMPILE_FLOPS`; ``"auto"`` (default) is ``"cost"``
-    on a CPU and 1 elsewhere (:func:`resolve_buckets`). Memory: two ints per run."""
-    num_devices = num_devices or jax.local_device_count()
-    buckets = resolve_buckets(buckets, jax.devices()[0].platform)
+    on a CPU and 1 elsewhere (:func:`resolve_buckets`). Memory: two ints per run.
+
+    The options and every run are checked before JAX is imported (for its devices)."""
+    check_plan_options(chunk_size, memory_budget, buckets)
     keys: dict[tuple, int] = {}
     specs: list[tuple[Spec, int, bool]] = []
     n_pads: list[int] = []
@@ -218,7 +212,7 @@ def plan(sweep: Sweep, *, chunk_size: int | None = None, memory_budget="1G",
     saves = 0
     for index in range(sweep.size):
         cfg = sweep.config(index)
-        counts = class_counts_of(cfg)
+        counts = cfg.class_counts
         spec = spec_of(cfg)
         key = (spec, len(counts), cfg.x64)
         if key not in keys:
@@ -233,13 +227,16 @@ def plan(sweep: Sweep, *, chunk_size: int | None = None, memory_budget="1G",
     groups = [Group(spec, k, n_pad, x64, np.flatnonzero(group_of == g))
               for g, ((spec, k, x64), n_pad) in enumerate(zip(specs, n_pads, strict=True))]
     run_bytes = max(estimate_run_bytes(g.spec, g.num_classes, g.n_pad, g.x64) for g in groups)
+    import jax
+
+    num_devices = num_devices or jax.local_device_count()
+    platform = jax.devices()[0].platform
+    buckets = resolve_buckets(buckets, platform)
     if chunk_size is None:
         per_device = max(1, parse_bytes(memory_budget) // run_bytes)
-        if jax.devices()[0].platform == "cpu":
+        if platform == "cpu":
             per_device = min(per_device, CPU_RUNS_PER_DEVICE)
         chunk_size = per_device * num_devices
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ConfigError(f"chunk_size={chunk_size!r} must be an integer >= 1")
     chunk_size = min(chunk_size, sweep.size)
     if buckets != 1:
         groups = [bucket for g in groups
