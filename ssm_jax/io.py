@@ -11,12 +11,10 @@ is checked by :func:`check_output_path` when the command line is parsed, before 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import stat
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -82,6 +80,8 @@ def check_output_path(path, *, folder: bool = False) -> str:
             raise ConfigError(f"output file {text!r} is {kind}: only a regular file is "
                               "replaced")
     where = text if folder and os.path.isdir(text) else _existing_ancestor(text)
+    import tempfile
+
     try:
         fd, probe = tempfile.mkstemp(dir=where, prefix=".", suffix=".probe")
     except OSError as err:
@@ -121,6 +121,8 @@ def atomic_write(path, write: Callable[[str], object]) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     extension = os.path.splitext(path)[1]
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".", suffix=".tmp" + extension)
     os.close(fd)
     try:
@@ -143,5 +145,7 @@ def atomic_write(path, write: Callable[[str], object]) -> None:
 def write_json(data: dict, path) -> None:
     """Write ``data`` as JSON (indent 1) atomically; NaN is refused, so convert values with
     :func:`to_json_value` first."""
+    import json
+
     text = json.dumps(data, indent=1, allow_nan=False)
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(text.encode()))

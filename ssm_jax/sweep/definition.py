@@ -9,8 +9,6 @@ of an unfinished sweep and in the finished file.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 import sys
@@ -115,6 +113,9 @@ class Sweep:
 
     @property
     def config_hash(self) -> str:
+        import hashlib
+        import json
+
         text = json.dumps({"format": FORMAT_VERSION, **self.to_dict()}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
