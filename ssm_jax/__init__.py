@@ -14,7 +14,6 @@ it (ssm_jax's numerics, a notebook, a user's ``import jax``).
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import sys
 import types
 from typing import TYPE_CHECKING
@@ -108,6 +107,8 @@ class _ConfigureJaxOnImport:
             return None
         if self in sys.meta_path:
             sys.meta_path.remove(self)
+        import importlib.util
+
         spec = importlib.util.find_spec(fullname)
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec

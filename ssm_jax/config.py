@@ -384,7 +384,7 @@ def check_precision(cfg: Config) -> None:
                           f"counts {list(cfg.class_counts)[:10]}")
 
 
-def _held(value: float, x64: bool) -> float:
+def _held(value, x64: bool) -> float:
     """``value`` as the working precision holds it: a Python float is a float64; float32
     rounds to nearest (``struct``'s ``f`` is C's cast, as numpy's ``float32(value)``),
     an overflow giving infinity."""
