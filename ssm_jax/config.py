@@ -285,7 +285,9 @@ def validate(cfg: Config) -> None:
 
     In order: each option's allowed values and range (its declaration), the checks that
     relate options, values the working precision cannot hold (:func:`check_precision`),
-    and the no-effect rule (:func:`check_effect`)."""
+    the no-effect rule (:func:`check_effect`), and last the class weights the precision
+    cannot hold (also :func:`check_precision`): computed in numpy, the one check that
+    imports it, so no other refusal does."""
     for name, opt in OPTIONS.items():
         value = getattr(cfg, name)
         if opt.choices is not None and (value is not None or opt.default is not None):
@@ -338,8 +340,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError(
             f"parametrization='whitened' is defined for loss='mse' only, got loss={cfg.loss!r}"
         )
-    check_precision(cfg)
+    _check_values_held(cfg)
     check_effect(cfg)
+    _check_weights_held(cfg)
 
 
 def check_effect(cfg: Config) -> None:
@@ -363,7 +366,13 @@ def check_precision(cfg: Config) -> None:
     float32), and class weights that overflow or underflow to 0 (``gamma=1000``).
 
     The options are rounded in plain Python (as numpy would round them); the weights are
-    computed in numpy by the weighting's own function, so neither starts a JAX backend."""
+    computed in numpy by the weighting's own function, so neither imports JAX."""
+    _check_values_held(cfg)
+    _check_weights_held(cfg)
+
+
+def _check_values_held(cfg: Config) -> None:
+    """The real options' values, in the working precision (see :func:`check_precision`)."""
     dtype = "float64" if cfg.x64 else "float32"
     for name, opt in OPTIONS.items():
         value = getattr(cfg, name)
@@ -375,12 +384,17 @@ def check_precision(cfg: Config) -> None:
                 raise ConfigError(f"{name}={entry!r} is {'0' if held == 0 else 'infinite'} "
                                   f"in {dtype}" +
                                   ("" if cfg.x64 else "; use --x64 or a value in range"))
+
+
+def _check_weights_held(cfg: Config) -> None:
+    """The class weights, in the working precision (see :func:`check_precision`)."""
     if cfg.weighting != "erm" and not _weights_held(cfg.class_counts, cfg.weighting, cfg.gamma,
                                                     cfg.beta, cfg.weights, cfg.x64):
         setting = ", ".join(f"{name}={getattr(cfg, name)!r}"
                             for name in WEIGHTINGS[cfg.weighting].uses)
         raise ConfigError(f"{setting} with weighting={cfg.weighting!r} gives class weights "
-                          f"that overflow or underflow to 0 in {dtype} for "
+                          f"that overflow or underflow to 0 in "
+                          f"{'float64' if cfg.x64 else 'float32'} for "
                           f"counts {list(cfg.class_counts)[:10]}")
 
 
