@@ -107,6 +107,21 @@ def test_bad_input_exits_2_before_jax_is_imported(argv, message):
     assert not modules & set(HEAVY), modules & set(HEAVY)
 
 
+@pytest.mark.parametrize("argv", [
+    ["simulate", "--ratio", "0.5"],
+    ["simulate", "--weighting", "power", "--gamma", "1", "--momentum", "0.5"],
+    ["simulate", "--dim", "65536", "--n-major", "10000000", "--ratio", "1"],
+    ["grad", "--wrt", "foo"],
+    ["meta", "--meta-lr", "0"],
+    ["digits", "--tau", "-1"],
+])
+def test_most_refusals_import_no_numpy_either(argv):
+    """Only the class-weight precision check (last in validation) and a sweep's planner
+    need numpy."""
+    status, modules, _, _ = probe(argv)
+    assert status == 2 and "numpy" not in modules
+
+
 def test_bad_output_folder_exits_before_jax(tmp_path):
     (tmp_path / "file").write_text("")
     for command in ("demo", "meta", "geometry", "digits"):
