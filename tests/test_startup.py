@@ -114,10 +114,12 @@ def test_bad_input_exits_2_before_jax_is_imported(argv, message):
     ["grad", "--wrt", "foo"],
     ["meta", "--meta-lr", "0"],
     ["digits", "--tau", "-1"],
+    ["sweep", "--gamma", "0,1"],
+    ["sweep", "--ratio", "2,1000"],
 ])
 def test_most_refusals_import_no_numpy_either(argv):
-    """Only the class-weight precision check (last in validation) and a sweep's planner
-    need numpy."""
+    """Only the class-weight precision check (last in validation) needs numpy; a sweep's
+    planner checks every run before it imports numpy."""
     status, modules, _, _ = probe(argv)
     assert status == 2 and "numpy" not in modules
 

@@ -53,6 +53,18 @@ def dim_name(field: str) -> str:
     return DIM_NAMES.get(field, field)
 
 
+def _unravel(index: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The C-order position of the flat ``index`` in ``shape`` (numpy's ``unravel_index``,
+    without numpy)."""
+    if not 0 <= index < math.prod(shape):
+        raise ValueError(f"index {index} is out of bounds for a sweep of shape {shape}")
+    position = []
+    for length in reversed(shape):
+        index, i = divmod(index, length)
+        position.append(i)
+    return tuple(reversed(position))
+
+
 def _jsonable(value):
     if isinstance(value, tuple):
         return [_jsonable(v) for v in value]
@@ -90,9 +102,7 @@ class Sweep:
 
     def point(self, index: int) -> dict:
         """The swept values of run ``index`` (flat C-order index into :attr:`shape`)."""
-        import numpy as np
-
-        position = np.unravel_index(index, self.shape) if self.axes else ()
+        position = _unravel(index, self.shape)
         return {field: values[i] for (field, values), i in zip(self.axes, position, strict=True)}
 
     def config(self, index: int) -> Config:

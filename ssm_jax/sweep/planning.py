@@ -13,22 +13,26 @@ chunks sized to a memory budget.
 
 A :class:`Plan` holds two ints per run and nothing else that grows with the sweep.
 
-This module imports no JAX: :func:`plan` validates and groups every run first and asks JAX
-for its devices after, so a sweep with a bad run is refused before JAX is imported.
+This module imports neither JAX nor numpy when imported: :func:`plan` validates and groups
+every run first, then imports numpy and asks JAX for its devices, so a sweep with a bad run
+is refused before either is imported.
 """
 
 from __future__ import annotations
 
+import array
 import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ..config import ConfigError, Spec, spec_of
 from ..resources import estimate_run_bytes
 from .definition import Sweep
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,8 @@ def buckets_of(ns: Sequence[int] | np.ndarray, chunk_size: int, cost: Callable[[
     optimal split, the cheapest with at most ``max_buckets`` buckets (``None``: any
     number), as ``(runs, n_pad)`` pairs, ``runs`` being positions in ``ns``. Dynamic
     programming over the chunks where ``n`` drops (at most 256 of them)."""
+    import numpy as np
+
     ns = np.asarray(ns, dtype=np.int64)
     order = np.argsort(-ns, kind="stable")
     starts = ns[order][::chunk_size]  # n_pad of a bucket that starts at chunk m
@@ -207,8 +213,8 @@ def plan(sweep: Sweep, *, chunk_size: int | None = None, memory_budget="1G",
     keys: dict[tuple, int] = {}
     specs: list[tuple[Spec, int, bool]] = []
     n_pads: list[int] = []
-    group_of = np.empty(sweep.size, dtype=np.int32)
-    sizes = np.empty(sweep.size, dtype=np.int64)  # examples per run, for the buckets
+    group_of = array.array("i", [0]) * sweep.size
+    sizes = array.array("q", [0]) * sweep.size  # examples per run, for the buckets
     saves = 0
     for index in range(sweep.size):
         cfg = sweep.config(index)
@@ -224,10 +230,14 @@ def plan(sweep: Sweep, *, chunk_size: int | None = None, memory_budget="1G",
         sizes[index] = sum(counts)
         n_pads[g] = max(n_pads[g], int(sizes[index]))
         saves = max(saves, spec.saves)
+    # Every run is valid: the arrays and the devices now.
+    import jax
+    import numpy as np
+
+    group_of, sizes = np.frombuffer(group_of, np.int32), np.frombuffer(sizes, np.int64)
     groups = [Group(spec, k, n_pad, x64, np.flatnonzero(group_of == g))
               for g, ((spec, k, x64), n_pad) in enumerate(zip(specs, n_pads, strict=True))]
     run_bytes = max(estimate_run_bytes(g.spec, g.num_classes, g.n_pad, g.x64) for g in groups)
-    import jax
 
     num_devices = num_devices or jax.local_device_count()
     platform = jax.devices()[0].platform
