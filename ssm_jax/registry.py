@@ -209,12 +209,23 @@ class Registry(Generic[E]):
     declared raises :class:`~ssm_jax.options.ConfigError` naming the choices."""
 
     def __init__(self, option: str, entries: Iterable[E]) -> None:
+        if isinstance(entries, str):
+            raise TypeError(f"Registry({option!r}, {entries!r}): a registry is given its "
+                            "entries, declared here, not a module that registers them")
         self.option = option
         self._entries: dict[str, E] = {}
         for entry in entries:
             if entry.name in self._entries:
                 raise ValueError(f"{option} {entry.name!r} is declared twice")
             self._entries[entry.name] = entry
+
+    def register(self, entry: E) -> E:
+        """Refused: a registry is complete without importing anything, so an entry is
+        declared in the catalogue below (its code named as ``"module:name"``), never added
+        when a module is imported."""
+        raise TypeError(f"{self.option} {entry.name!r}: declare the entry in "
+                        "ssm_jax/registry.py, naming its code as 'module:name' "
+                        "(docs/extending.md)")
 
     def names(self) -> tuple[str, ...]:
         return tuple(self._entries)

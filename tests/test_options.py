@@ -119,6 +119,11 @@ def test_registry_errors_name_the_value_and_the_choices():
     with pytest.raises(ValueError, match="loss 'a' is declared twice"):
         Registry("loss", [Loss("a", "first", make=lambda counts: None),
                           Loss("a", "again", make=lambda counts: None)])
+    # Entries are declared in the catalogue, not registered by the module of their code.
+    with pytest.raises(TypeError, match="declare the entry in ssm_jax/registry.py"):
+        LOSSES.register(Loss("b", "late", make="ssm_jax.losses:make_squared"))
+    with pytest.raises(TypeError):  # (the test-time type checker refuses it first)
+        Registry("loss", "ssm_jax.losses")
 
 
 def test_option_declaration_helper():
