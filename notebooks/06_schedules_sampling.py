@@ -98,7 +98,8 @@ print(f"balanced accuracy at t = {t[at]:g} (mean over {seeds} seeds)")
 for name, ds, dim in (("DRW", drw, "reweight_from"), ("reweight-until", until,
                                                      "reweight_until")):
     for i, switch in enumerate(ds[dim].values):
-        print(f"  {name:>15} switch {switch:>6g}: {ds.balanced_accuracy.values[i, :, at].mean():.3f}")
+        accuracy = ds.balanced_accuracy.values[i, :, at].mean()
+        print(f"  {name:>15} switch {switch:>6g}: {accuracy:.3f}")
 best = drw.balanced_accuracy.values[1, :, at].mean()
 assert best > max(drw.balanced_accuracy.values[0, :, at].mean(),
                   drw.balanced_accuracy.values[-1, :, at].mean())
@@ -178,4 +179,4 @@ def show_ldam(margin=0.5, scale=1.0):
 
 
 widgets.interact(show_ldam, margin=widgets.FloatSlider(value=0.5, min=0.0, max=3.0, step=0.25),
-                 scale=widgets.FloatSlider(value=1.0, min=0.5, max=4.0, step=0.5));
+                 scale=widgets.FloatSlider(value=1.0, min=0.5, max=4.0, step=0.5))

@@ -34,8 +34,6 @@ from __future__ import annotations
 import os
 import warnings
 
-import jax
-
 #: Environment variable choosing the folder; set and empty, it turns the cache off.
 ENV_VAR = "SSM_JAX_CACHE_DIR"
 
@@ -63,6 +61,8 @@ def default_dir() -> str:
 
 def cache_dir() -> str | None:
     """The folder this process caches compiled programs in, or ``None`` without a cache."""
+    import jax
+
     if not jax.config.jax_enable_compilation_cache:
         return None
     return jax.config.jax_compilation_cache_dir
@@ -73,6 +73,8 @@ def configure() -> str | None:
 
     Settings JAX was given through its own environment variables (the minimum compile time
     and entry size, the size bound) are kept. Returns the folder, or ``None``."""
+    import jax
+
     chosen = os.environ.get(ENV_VAR)
     if chosen == "":
         jax.config.update("jax_enable_compilation_cache", False)

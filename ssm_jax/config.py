@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
+import struct
 from dataclasses import dataclass
 from typing import NamedTuple
-
-import numpy as np
 
 from .options import (
     ConfigError,
@@ -308,12 +308,45 @@ Numeric.__doc__ = ("The traced part of a run: one array per traced option of Con
                    "and reweight_until are 0 unless given, and then unused).")
 
 
+def class_groups_of(cfg) -> tuple[int, ...] | None:
+    """Static partition of the classes of a configuration into groups that share their
+    count, hence their weight, at every value of the numeric fields (ratio, gamma, beta):
+    the two blocks of the step profile, equal explicit counts; None (each class alone) for
+    the long tail and for explicit weights, which may differ between equal counts. The
+    exact reduced simulator (:mod:`ssm_jax.reduced`) pools the classes of a group.
+
+    Group ids are 0, 1, ... in order of first appearance (the profile's ``groups``)."""
+    if cfg.weighting == "explicit":
+        return None
+    return PROFILES["counts" if cfg.counts is not None else cfg.profile].groups(cfg)
+
+
+def weight_phases_of(reweight_from, reweight_until) -> tuple[str, ...]:
+    """The phases of the weight schedule of ``--reweight-from`` / ``--reweight-until``
+    (static; :mod:`ssm_jax.schedule`): ``("weighting",)`` without a switch, ``("erm",
+    "weighting")`` with ``reweight_from``, ``("weighting", "erm")`` with
+    ``reweight_until``, ``("erm", "weighting", "erm")`` with both."""
+    return (("erm",) if reweight_from is not None else ()) + ("weighting",) + (
+        ("erm",) if reweight_until is not None else ())
+
+
+def spec_of(cfg: Config) -> Spec:
+    """The static :class:`Spec` of a configuration: its static options, the classes the
+    reduced simulator may pool (:func:`class_groups_of`) and the phases of its weight
+    schedule (:func:`weight_phases_of`)."""
+    static = {name: getattr(cfg, name) for name, opt in OPTIONS.items() if opt.kind == "static"}
+    return Spec(**static, class_groups=class_groups_of(cfg),
+                weight_phases=weight_phases_of(cfg.reweight_from, cfg.reweight_until))
+
+
 def validate(cfg: Config) -> None:
     """Raise :class:`ConfigError` naming the first bad value and its allowed range.
 
     In order: each option's allowed values and range (its declaration), the checks that
     relate options, values the working precision cannot hold (:func:`check_precision`),
-    and the no-effect rule (:func:`check_effect`)."""
+    the no-effect rule (:func:`check_effect`), and last the class weights the precision
+    cannot hold (also :func:`check_precision`): computed in numpy, the one check that
+    imports it, so no other refusal does."""
     for name, opt in OPTIONS.items():
         value = getattr(cfg, name)
         if opt.choices is not None and (value is not None or opt.default is not None):
@@ -367,8 +400,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError(
             f"parametrization='whitened' is defined for loss='mse' only, got loss={cfg.loss!r}"
         )
-    check_precision(cfg)
+    _check_values_held(cfg)
     check_effect(cfg)
+    _check_weights_held(cfg)
 
 
 def check_effect(cfg: Config) -> None:
@@ -389,26 +423,51 @@ def check_effect(cfg: Config) -> None:
 def check_precision(cfg: Config) -> None:
     """Values the working precision (float32, or float64 with ``x64``) cannot hold are
     refused: a nonzero real option that rounds to 0 or overflows (``lr=1e-300`` is 0 in
-    float32), and class weights that overflow or underflow to 0 (``gamma=1000``)."""
-    dtype = np.float64 if cfg.x64 else np.float32
+    float32), and class weights that overflow or underflow to 0 (``gamma=1000``).
+
+    The options are rounded in plain Python (as numpy would round them); the weights are
+    computed in numpy by the weighting's own function, so neither imports JAX."""
+    _check_values_held(cfg)
+    _check_weights_held(cfg)
+
+
+def _check_values_held(cfg: Config) -> None:
+    """The real options' values, in the working precision (see :func:`check_precision`)."""
+    dtype = "float64" if cfg.x64 else "float32"
     for name, opt in OPTIONS.items():
         value = getattr(cfg, name)
         if opt.parse not in (parse_real, parse_floats) or value is None:
             continue
         for entry in value if opt.list_valued else (value,):
-            with np.errstate(over="ignore", under="ignore"):
-                held = dtype(entry)
-            if entry != 0 and (held == 0 or not np.isfinite(held)):
+            held = _held(entry, cfg.x64)
+            if entry != 0 and (held == 0 or not math.isfinite(held)):
                 raise ConfigError(f"{name}={entry!r} is {'0' if held == 0 else 'infinite'} "
-                                  f"in {np.dtype(dtype).name}" +
+                                  f"in {dtype}" +
                                   ("" if cfg.x64 else "; use --x64 or a value in range"))
+
+
+def _check_weights_held(cfg: Config) -> None:
+    """The class weights, in the working precision (see :func:`check_precision`)."""
     if cfg.weighting != "erm" and not _weights_held(cfg.class_counts, cfg.weighting, cfg.gamma,
                                                     cfg.beta, cfg.weights, cfg.x64):
         setting = ", ".join(f"{name}={getattr(cfg, name)!r}"
                             for name in WEIGHTINGS[cfg.weighting].uses)
         raise ConfigError(f"{setting} with weighting={cfg.weighting!r} gives class weights "
-                          f"that overflow or underflow to 0 in {np.dtype(dtype).name} for "
+                          f"that overflow or underflow to 0 in "
+                          f"{'float64' if cfg.x64 else 'float32'} for "
                           f"counts {list(cfg.class_counts)[:10]}")
+
+
+def _held(value, x64: bool) -> float:
+    """``value`` as the working precision holds it: a Python float is a float64; float32
+    rounds to nearest (``struct``'s ``f`` is C's cast, as numpy's ``float32(value)``),
+    an overflow giving infinity."""
+    if x64:
+        return float(value)
+    try:
+        return struct.unpack("f", struct.pack("f", value))[0]
+    except OverflowError:
+        return math.inf
 
 
 @functools.lru_cache(maxsize=1024)
@@ -416,7 +475,9 @@ def _weights_held(counts: tuple[int, ...], weighting: str, gamma: float, beta: f
                   weights: tuple[float, ...] | None, x64: bool) -> bool:
     """Whether the registered weighting gives finite, nonzero weights in the run's
     precision (computed by the registry's own function, in numpy so that validating a
-    configuration never starts a JAX backend; cached, as sweeps repeat it)."""
+    configuration never imports JAX; cached, as sweeps repeat it)."""
+    import numpy as np
+
     dtype = np.float64 if x64 else np.float32
     with np.errstate(all="ignore"):
         values = WEIGHTINGS[weighting].weights(np.asarray(counts, dtype), gamma, beta, weights)

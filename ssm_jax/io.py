@@ -11,18 +11,25 @@ is checked by :func:`check_output_path` when the command line is parsed, before 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import stat
-import tempfile
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import jax
-import numpy as np
-
 from .options import ConfigError
+
+
+def _array_types() -> tuple[type, ...]:
+    """numpy's and JAX's array types, of those imported (an array of a library that is
+    not imported cannot exist, so this module imports neither)."""
+    types: tuple[type, ...] = ()
+    if (np := sys.modules.get("numpy")) is not None:
+        types += (np.ndarray, np.generic)
+    if (jax := sys.modules.get("jax")) is not None and hasattr(jax, "Array"):
+        types += (jax.Array,)
+    return types
 
 
 def to_json_value(value):
@@ -31,7 +38,9 @@ def to_json_value(value):
         return {k: to_json_value(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [to_json_value(v) for v in value]
-    if isinstance(value, (jax.Array, np.ndarray, np.generic)):
+    if isinstance(value, _array_types()):
+        import numpy as np
+
         return to_json_value(np.asarray(value).tolist())
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -71,6 +80,8 @@ def check_output_path(path, *, folder: bool = False) -> str:
             raise ConfigError(f"output file {text!r} is {kind}: only a regular file is "
                               "replaced")
     where = text if folder and os.path.isdir(text) else _existing_ancestor(text)
+    import tempfile
+
     try:
         fd, probe = tempfile.mkstemp(dir=where, prefix=".", suffix=".probe")
     except OSError as err:
@@ -110,6 +121,8 @@ def atomic_write(path, write: Callable[[str], object]) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     extension = os.path.splitext(path)[1]
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".", suffix=".tmp" + extension)
     os.close(fd)
     try:
@@ -132,5 +145,7 @@ def atomic_write(path, write: Callable[[str], object]) -> None:
 def write_json(data: dict, path) -> None:
     """Write ``data`` as JSON (indent 1) atomically; NaN is refused, so convert values with
     :func:`to_json_value` first."""
+    import json
+
     text = json.dumps(data, indent=1, allow_nan=False)
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(text.encode()))

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from .registry import LOSSES, ConfigError, Loss
+from .registry import LOSSES, ConfigError
 
 # Reductions over the class axis (axis 0 of a k x n array) with at most this many classes
 # are written as k - 1 elementwise operations on rows. XLA on a CPU emits a reduction over
@@ -131,37 +131,42 @@ def vs_parameters(counts: Float[Array, " k"], tau, vs_gamma) -> tuple[Array, Arr
     return multiplicative, additive
 
 
-def _make_logit_adjusted(counts, tau):
+# The code of the registry's losses (ssm_jax.registry.LOSSES names each one): ``make(counts,
+# **uses)`` receives the class counts and the options the entry ``uses``, and returns the
+# per-example loss ``(outputs, onehot) -> (n,)``.
+
+
+def make_squared(counts):
+    """The squared loss (``mse``)."""
+    return squared
+
+
+def make_cross_entropy(counts):
+    """Softmax cross-entropy (``ce``)."""
+    return cross_entropy
+
+
+def make_logit_adjusted(counts, tau):
+    """Logit-adjusted cross-entropy (``la``) with the priors of ``counts``."""
     priors = jnp.asarray(counts) / jnp.sum(counts)
     return lambda outputs, onehot: logit_adjusted(outputs, onehot, priors, tau)
 
 
-def _make_ldam(counts, ldam_margin, ldam_scale):
-    margins = ldam_margins(counts, ldam_margin)
-    return lambda outputs, onehot: ldam(outputs, onehot, margins, ldam_scale)
-
-
-def _make_vector_scaling(counts, tau, vs_gamma):
+def make_vector_scaling(counts, tau, vs_gamma):
+    """Vector-scaling cross-entropy (``vs``) with the parameters of ``counts``."""
     multiplicative, additive = vs_parameters(counts, tau, vs_gamma)
     return lambda outputs, onehot: vector_scaling(outputs, onehot, multiplicative, additive)
 
 
-# The registry of training losses (ssm_jax.registry.LOSSES), in command-line order. Each
-# entry's ``make(counts, **uses)`` receives the class counts and the options it ``uses``.
-LOSSES.register(Loss("mse", "squared loss 1/2 ||z - y||^2",
-                     make=lambda counts: squared, reducible=True))
-LOSSES.register(Loss("ce", "softmax cross-entropy", make=lambda counts: cross_entropy))
-LOSSES.register(Loss("la", "logit-adjusted cross-entropy (Menon et al. 2021)",
-                     make=_make_logit_adjusted, needs_priors=True, uses=("tau",)))
-LOSSES.register(Loss("vs", "vector-scaling cross-entropy (Kini et al. 2021)",
-                     make=_make_vector_scaling, needs_priors=True, uses=("tau", "vs_gamma")))
-LOSSES.register(Loss("focal", "focal loss (Lin et al. 2017); focal_gamma 0 is cross-entropy",
-                     make=lambda counts, focal_gamma: functools.partial(
-                         focal, focal_gamma=focal_gamma),
-                     uses=("focal_gamma",)))
-LOSSES.register(Loss("ldam", "label-distribution-aware margins (Cao et al. 2019): margins "
-                     "m_c ∝ n_c^-1/4 on the own logit", make=_make_ldam, needs_priors=True,
-                     uses=("ldam_margin", "ldam_scale")))
+def make_focal(counts, focal_gamma):
+    """The focal loss (``focal``) with exponent ``focal_gamma``."""
+    return functools.partial(focal, focal_gamma=focal_gamma)
+
+
+def make_ldam(counts, ldam_margin, ldam_scale):
+    """The LDAM loss (``ldam``) with the margins of ``counts`` (:func:`ldam_margins`)."""
+    margins = ldam_margins(counts, ldam_margin)
+    return lambda outputs, onehot: ldam(outputs, onehot, margins, ldam_scale)
 
 
 def per_example(loss: str, counts: Float[Array, " k"] | None = None, tau=1.0, vs_gamma=0.0,

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .problem import Problem
-from .registry import PARAMETRIZATIONS, ConfigError, Parametrization
+from .registry import PARAMETRIZATIONS, ConfigError
 
 # The UFM's parameters: arrays "W", "H" and optionally "b" and "V" (depth). Networks that
 # reuse outputs() (the digits MLP) carry further entries, so the values are any pytree.
@@ -40,23 +40,25 @@ def features(params: Params, problem: Problem, omega: Float[Array, " k"],
     return PARAMETRIZATIONS[parametrization].features(params, problem, omega)
 
 
-def _whitened_features(params: Params, problem: Problem, omega):
+# The code of the registry's parametrisations (ssm_jax.registry.PARAMETRIZATIONS names
+# each one): how the trained feature variable gives the per-example features H.
+
+
+def sample_features(params: Params, problem: Problem, omega):
+    """One free feature column per example: H itself."""
+    return params["H"]
+
+
+def class_features(params: Params, problem: Problem, omega):
+    """One shared column per class, repeated for its examples."""
+    return params["H"][:, problem.labels]
+
+
+def whitened_features(params: Params, problem: Problem, omega):
+    """H = G Omega^(-1/2) from the trained G."""
     root = jnp.sqrt(omega[problem.labels])
     # A class of weight zero has no loss, so its features are simply G.
     return params["H"] / jnp.where(root > 0, root, 1.0)
-
-
-# The registry of parametrisations (ssm_jax.registry.PARAMETRIZATIONS), in command-line
-# order: how the trained feature variable gives the per-example features H.
-PARAMETRIZATIONS.register(Parametrization(
-    "sample", "one free feature column per example (the UFM)",
-    features=lambda params, problem, omega: params["H"], reducible=True))
-PARAMETRIZATIONS.register(Parametrization(
-    "class", "one shared feature column per class",
-    features=lambda params, problem, omega: params["H"][:, problem.labels], per_class=True))
-PARAMETRIZATIONS.register(Parametrization(
-    "whitened", "train G = H Omega^(1/2) (a reparametrised target)",
-    features=_whitened_features, reducible=True, mse_only=True, uses_weights=True))
 
 
 def penultimate(params: Params, feats: Float[Array, "d n"]) -> Float[Array, "d n"]:

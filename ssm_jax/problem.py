@@ -1,4 +1,8 @@
-"""Imbalance profiles and the label arrays of a problem.
+"""The label arrays of a problem, and the class counts of a configuration.
+
+A configuration's integer class counts come from its imbalance profile
+(:data:`ssm_jax.registry.PROFILES`, computed in :mod:`ssm_jax.imbalance`, which validation
+also calls); the continuous counts (differentiable in ``ratio``) are here.
 
 Examples are laid out class by class (all of class 0, then class 1, ...). A problem may
 be padded to a larger number of examples ``n_pad`` with masked examples (``mask == 0``):
@@ -15,62 +19,30 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-from .registry import PROFILES, ConfigError, Profile
+from .imbalance import longtail_counts, step_counts  # noqa: F401 - re-exported
+from .registry import PROFILES, ConfigError
+
+# The continuous counts of the registry's profiles (ssm_jax.registry.PROFILES names them;
+# their integer counts and groups are in ssm_jax.imbalance, which validation calls).
 
 
-def step_counts(k_major: int, k_minor: int, n_major: int, ratio: float) -> tuple[int, ...]:
-    """Step imbalance: ``k_major`` classes of ``n_major`` examples, then ``k_minor`` classes
-    of ``max(1, round(n_major / ratio))``."""
-    if ratio < 1:
-        raise ConfigError(f"ratio={ratio!r} is out of range: need ratio >= 1")
-    n_minor = max(1, round(n_major / ratio))
-    return (n_major,) * k_major + (n_minor,) * k_minor
-
-
-def longtail_counts(k: int, n_max: int, ratio: float) -> tuple[int, ...]:
-    """Long-tail imbalance: counts ``n_max * ratio^(-c/(k-1))``, c = 0..k-1, rounded, at least 1."""
-    if ratio < 1:
-        raise ConfigError(f"ratio={ratio!r} is out of range: need ratio >= 1")
-    if k < 2:
-        raise ConfigError(f"k={k} must be >= 2 for a long-tail profile")
-    return tuple(max(1, round(n_max * ratio ** (-c / (k - 1)))) for c in range(k))
-
-
-def _step_continuous(cfg, ratio):
+def step_continuous(cfg, ratio):
+    """The ``step`` profile's counts before rounding, differentiable in ``ratio``."""
     major = jnp.full((cfg.k_major,), float(cfg.n_major))
     minor = jnp.full((cfg.k_minor,), 1.0) * (cfg.n_major / jnp.asarray(ratio, dtype=float))
     return jnp.concatenate([major, minor])
 
 
-def _longtail_continuous(cfg, ratio):
+def longtail_continuous(cfg, ratio):
+    """The ``longtail`` profile's counts before rounding, differentiable in ``ratio``."""
     k = cfg.k_major + cfg.k_minor
     c = jnp.arange(k)
     return cfg.n_major * jnp.asarray(ratio, dtype=float) ** (-c / (k - 1))
 
 
-def _groups_of_keys(keys) -> tuple[int, ...] | None:
-    """Group ids (0, 1, ... in order of first appearance) of classes with equal keys; None
-    when no two classes share a key."""
-    first: dict = {}
-    groups = tuple(first.setdefault(key, len(first)) for key in keys)
-    return None if len(first) == len(groups) else groups
-
-
-# The registry of imbalance profiles (ssm_jax.registry.PROFILES), in command-line order.
-PROFILES.register(Profile(
-    "step", "k_major classes of n_major examples, k_minor of n_major / ratio",
-    counts=lambda cfg: step_counts(cfg.k_major, cfg.k_minor, cfg.n_major, cfg.ratio),
-    continuous=_step_continuous,
-    groups=lambda cfg: _groups_of_keys((0,) * cfg.k_major + (1,) * cfg.k_minor)))
-PROFILES.register(Profile(
-    "longtail", "counts decaying geometrically from n_major to n_major / ratio",
-    counts=lambda cfg: longtail_counts(cfg.k_major + cfg.k_minor, cfg.n_major, cfg.ratio),
-    continuous=_longtail_continuous))
-PROFILES.register(Profile(
-    "counts", "explicit class counts",
-    counts=lambda cfg: tuple(int(c) for c in cfg.counts),
-    continuous=lambda cfg, ratio: jnp.asarray(cfg.counts, dtype=float),
-    groups=lambda cfg: _groups_of_keys(tuple(cfg.counts))))
+def explicit_continuous(cfg, ratio):
+    """Explicit counts, as floats (they do not move with ``ratio``)."""
+    return jnp.asarray(cfg.counts, dtype=float)
 
 
 def profile_of(cfg):

@@ -31,8 +31,8 @@ class mean. The only difference is ``delta_c``, a relative perturbation of order
 *Pooling.* Classes with the same count always have the same weight ``omega_c`` (and
 ``s_c``), hence the same map ``A_c`` and the same ``Phi_c``: their scatters can be pooled,
 ``C_g = sum_{c in g} C_c = L_g L_g^T - delta_g I``, with one ``Y_g = Phi_g L_g`` per group
-g (``Spec.class_groups``, from :func:`class_groups_of`: two groups for the step profile,
-whatever the ratio). The within-class terms above become ``sum_g omega_g ||W Y_g||^2 /
+g (``Spec.class_groups``, from :func:`~ssm_jax.config.class_groups_of`: two groups for the
+step profile, whatever the ratio). The within-class terms above become ``sum_g omega_g ||W Y_g||^2 /
 s_g^2`` and ``sum_g ||Y_g||^2``; the means stay per class. One step costs ``6 G k d^2``
 flops (G groups, G <= k) instead of ``6 k d n``. Per-example outputs (hence exact accuracies)
 are recovered at save points through ``R_i = L_c^{-1} (x_i(0) - mu_c(0))``:
@@ -61,9 +61,15 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from . import losses, metrics
-from .config import REDUCED_MODES, ConfigError, minibatch_why_not, reduced_why_not
+from .config import (
+    REDUCED_MODES,
+    ConfigError,
+    class_groups_of,
+    minibatch_why_not,
+    reduced_why_not,
+)
 from .dynamics import discrete
-from .problem import Problem, profile_of
+from .problem import Problem
 
 MODES = REDUCED_MODES
 
@@ -74,18 +80,6 @@ AUTO_MARGIN = 2.0
 
 
 why_not = reduced_why_not  # the loss, parametrisation and method declare ``reducible``
-
-
-def class_groups_of(cfg) -> tuple[int, ...] | None:
-    """Static partition of the classes of a configuration into groups that share their
-    count, hence their weight, at every value of the numeric fields (ratio, gamma, beta):
-    the two blocks of the step profile, equal explicit counts; None (each class alone) for
-    the long tail and for explicit weights, which may differ between equal counts.
-
-    Group ids are 0, 1, ... in order of first appearance."""
-    if cfg.weighting == "explicit":
-        return None
-    return profile_of(cfg).groups(cfg)
 
 
 def groups_of(spec, k: int) -> np.ndarray:

@@ -43,7 +43,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .problem import Problem
-from .registry import SAMPLINGS, Sampling
+from .registry import SAMPLINGS
 
 # Folded into a run's PRNG key to give its batches their own stream (the initialisation
 # keeps the run's key, so a minibatch run starts where the full-batch run does).
@@ -102,28 +102,24 @@ def class_draw_scale(key: PRNGKeyArray, step, problem: Problem, batch_size: int,
     return hits * jnp.sum(problem.mask) / batch_size
 
 
-def _class_power(power: float):
-    """A class sampler with class probabilities proportional to ``n_c^power``."""
-
-    def scale(key, step, problem, batch_size):
-        counts = problem.example_counts()
-        logits = power * jnp.log(jnp.maximum(counts, 1.0))
-        logits = jnp.where(counts > 0, logits, -jnp.inf)
-        return class_draw_scale(key, step, problem, batch_size, logits)
-
-    return scale
+def class_power_scale(key: PRNGKeyArray, step, problem: Problem, batch_size: int,
+                      power: float) -> Float[Array, " n"]:
+    """:func:`class_draw_scale` with class probabilities proportional to ``n_c^power``."""
+    counts = problem.example_counts()
+    logits = jnp.where(counts > 0, power * jnp.log(jnp.maximum(counts, 1.0)), -jnp.inf)
+    return class_draw_scale(key, step, problem, batch_size, logits)
 
 
-# The registry of minibatch samplers (ssm_jax.registry.SAMPLINGS), in command-line order.
-SAMPLINGS.register(Sampling(
-    "uniform", "epochs of a random permutation, without replacement (batch size n: full batch)",
-    scale=uniform_scale, expected_gamma=0.0, exhaustive=True))
-SAMPLINGS.register(Sampling(
-    "class_balanced", "a uniformly drawn class, then one of its examples (with replacement)",
-    scale=_class_power(0.0), expected_gamma=1.0))
-SAMPLINGS.register(Sampling(
-    "sqrt", "a class drawn with probability proportional to sqrt(n_c), then one of its "
-    "examples", scale=_class_power(0.5), expected_gamma=0.5))
+def class_balanced_scale(key: PRNGKeyArray, step, problem: Problem, batch_size: int
+                         ) -> Float[Array, " n"]:
+    """The ``class_balanced`` sampler: every class equally likely per draw."""
+    return class_power_scale(key, step, problem, batch_size, 0.0)
+
+
+def sqrt_scale(key: PRNGKeyArray, step, problem: Problem, batch_size: int
+               ) -> Float[Array, " n"]:
+    """The ``sqrt`` sampler: class probabilities proportional to ``sqrt(n_c)``."""
+    return class_power_scale(key, step, problem, batch_size, 0.5)
 
 
 def batch_scale(sampling: str, key: PRNGKeyArray, step, problem: Problem, batch_size: int

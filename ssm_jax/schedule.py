@@ -54,6 +54,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from .config import weight_phases_of
 from .registry import WEIGHTINGS, ConfigError
 from .weights import class_weights, normalise
 
@@ -74,12 +75,7 @@ class WeightSchedule(NamedTuple):
         return self.phase_weights.shape[-2]
 
 
-def phases_of(reweight_from, reweight_until) -> tuple[str, ...]:
-    """The phases of the command line's schedule (static): ``("weighting",)`` without a
-    switch, ``("erm", "weighting")`` with ``reweight_from``, ``("weighting", "erm")`` with
-    ``reweight_until``, ``("erm", "weighting", "erm")`` with both."""
-    return ((ERM,) if reweight_from is not None else ()) + (WEIGHTED,) + (
-        (ERM,) if reweight_until is not None else ())
+phases_of = weight_phases_of  # the static phases of the command line's schedule
 
 
 def of_options(phases: tuple[str, ...], omega: Float[Array, " k"], reweight_from,

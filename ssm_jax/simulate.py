@@ -22,7 +22,7 @@ from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
 from . import losses, metrics, model, reduced, sampling
 from . import schedule as weight_schedule
-from .config import OPTIONS, Config, ConfigError, Numeric, Spec
+from .config import Config, ConfigError, Numeric, Spec, spec_of
 from .dynamics import discrete, flow
 from .io import to_json_value, write_json  # noqa: F401 - write_json is re-exported
 from .problem import Problem, class_counts_of, make_problem
@@ -50,14 +50,6 @@ class Trajectory(NamedTuple):
     geometry: Any = None  # dict of (s, ...) arrays when spec.geometry (ssm_jax.geometry)
     flow: Any = None  # FlowStats of a gradient-flow run (ssm_jax.dynamics.flow), else None
     schedule: Any = None  # the WeightSchedule of a run whose weights switch, else None
-
-
-def spec_of(cfg: Config) -> Spec:
-    """The static :class:`~ssm_jax.config.Spec` of a configuration: its static options,
-    and the classes the reduced simulator may pool."""
-    static = {name: getattr(cfg, name) for name, opt in OPTIONS.items() if opt.kind == "static"}
-    return Spec(**static, class_groups=reduced.class_groups_of(cfg),
-                weight_phases=weight_schedule.phases_of(cfg.reweight_from, cfg.reweight_until))
 
 
 def traced_values(cfg: Config) -> dict:

@@ -16,6 +16,7 @@ from ssm_jax.registry import (
     SOLVERS,
     WEIGHTINGS,
     Loss,
+    Ref,
     Registry,
 )
 from ssm_jax.sweep import sweepable_fields
@@ -78,6 +79,19 @@ def test_the_entries_declare_what_others_read():
     assert [s for s in SOLVERS if SOLVERS[s].implicit] == ["kvaerno5"]
 
 
+def test_every_entry_names_code_that_exists():
+    """The catalogue names code as "module:attribute"; each one imports and is callable, and
+    the options an entry ``uses`` are run options."""
+    for registry in REGISTRIES.values():
+        for entry in registry.entries():
+            for field, code in entry.code().items():
+                assert callable(code), (registry.option, entry.name, field)
+            assert set(getattr(entry, "uses", ())) <= set(OPTIONS), entry.name
+    assert METHODS["gd"].make == Ref("ssm_jax.dynamics.discrete:make_gd")
+    with pytest.raises(ValueError, match="does not name code"):
+        Ref("ssm_jax.losses.make_focal")
+
+
 def test_sweep_fields_follow_the_declarations():
     fields = sweepable_fields()
     assert "counts" not in fields and "weights" not in fields and "x64" not in fields
@@ -103,10 +117,14 @@ def test_registry_errors_name_the_value_and_the_choices():
         LOSSES["hinge"]
     with pytest.raises(ConfigError, match="method='sgd' is not one of"):
         Config(method="sgd")
-    local = Registry("loss", "ssm_jax.losses")
-    local.register(Loss("a", "first", make=lambda counts: None))
-    with pytest.raises(ValueError, match="registered twice"):
-        local.register(Loss("a", "again", make=lambda counts: None))
+    with pytest.raises(ValueError, match="loss 'a' is declared twice"):
+        Registry("loss", [Loss("a", "first", make=lambda counts: None),
+                          Loss("a", "again", make=lambda counts: None)])
+    # Entries are declared in the catalogue, not registered by the module of their code.
+    with pytest.raises(TypeError, match="declare the entry in ssm_jax/registry.py"):
+        LOSSES.register(Loss("b", "late", make="ssm_jax.losses:make_squared"))
+    with pytest.raises(TypeError):  # (the test-time type checker refuses it first)
+        Registry("loss", "ssm_jax.losses")
 
 
 def test_option_declaration_helper():

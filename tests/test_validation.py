@@ -173,6 +173,24 @@ def test_values_the_precision_cannot_hold_are_refused(changes, message):
         assert Config(**changes, x64=True).lr == 1e-300  # float64 holds it
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.floats(allow_nan=False, allow_infinity=False),
+                 st.sampled_from([3.4028235e38, 3.4028236e38, 3.40282357e38, 3.4028237e38,
+                                  1e39, 1.4e-45, 7e-46, 7.1e-46, 1e-46, 1.17549435e-38]),
+                 st.integers(-10**30, 10**30)))
+def test_precision_is_read_as_numpy_would_hold_the_value(value):
+    """Validation rounds real options to float32 in plain Python (no numpy on the way to a
+    refusal); it rounds, overflows and underflows as numpy's float32 does."""
+    import numpy as np
+
+    from ssm_jax.config import _held
+
+    with np.errstate(over="ignore", under="ignore"):
+        expected = float(np.float32(value))
+    assert _held(value, x64=False) == expected
+    assert _held(value, x64=True) == float(np.float64(value))
+
+
 # ------------------------------------------------- 6. subcommands offer what they support
 
 

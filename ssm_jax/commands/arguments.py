@@ -2,17 +2,18 @@
 (:data:`ssm_jax.config.OPTIONS`), shared by every subcommand, and the exit statuses.
 
 Exit status 2 means bad input (nothing was written); 3 means a run diverged (its results
-were written with ``diverged: true``).
+were written with ``diverged: true``). Nothing here imports JAX: a subcommand's handler
+checks its input with these functions first and imports the numerics after.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from ..config import OPTIONS, Config
+from ..config import OPTIONS, Config, spec_of
 from ..io import check_output_path
 from ..options import ConfigError, Option, check_int, parse_distinct_floats, parse_real
-from ..resources import check_fits
+from ..resources import check_fits, estimate_run_bytes
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
@@ -130,11 +131,8 @@ def config_from_args(args: argparse.Namespace, **overrides) -> Config:
 
 def check_run_memory(cfg: Config, *, gradient: bool = False) -> None:
     """Estimate one run's memory from its shapes (the sweep planner's
-    :func:`~ssm_jax.sweep.planning.estimate_run_bytes`) and refuse it beyond the machine's
-    available memory, before anything is allocated."""
-    from ..simulate import spec_of
-    from ..sweep.planning import estimate_run_bytes
-
+    :func:`~ssm_jax.resources.estimate_run_bytes`) and refuse it beyond the machine's
+    available memory, before anything is allocated (and before JAX is imported)."""
     counts = cfg.class_counts
     estimate = estimate_run_bytes(spec_of(cfg), len(counts), sum(counts), cfg.x64)
     check_fits(estimate * (GRADIENT_MEMORY_FACTOR if gradient else 1),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-from ..experiments import demo
 from ..io import to_json_value, write_json
 from .arguments import output_folder
 
@@ -22,6 +21,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from ..experiments import demo
     from ..plot import demo_figure
 
     results = demo.run_demo()

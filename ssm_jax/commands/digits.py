@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 
-from ..experiments import digits
+from ..experiments.digits.config import METHODS, WEIGHTINGS, DigitsConfig
 from ..io import write_json
 from .arguments import EXIT_DIVERGED, output_folder, real
 
-_DEFAULTS = digits.DigitsConfig()
+# The declared defaults (read without building, hence validating, a configuration: that
+# loads the dataset).
+_DEFAULTS = {field.name: field.default for field in dataclasses.fields(DigitsConfig)}
 
 
 def _digits_list(text: str) -> tuple[int, ...]:
@@ -38,9 +41,9 @@ OPTIONS = [
     ("--hidden", "hidden", _digits_list, "hidden layer widths; the last is the feature dim d"),
     ("--init-scale", "init_scale", float, "multiplier of the He-normal initialisation"),
     ("--weightings", "weightings", _names,
-     f"weightings to compare, comma separated, from {','.join(digits.WEIGHTINGS)}"),
+     f"weightings to compare, comma separated, from {','.join(WEIGHTINGS)}"),
     ("--tau", "tau", float, "logit-adjustment strength tau (>= 0)"),
-    ("--method", "method", str, "optimiser: " + ", ".join(digits.METHODS)),
+    ("--method", "method", str, "optimiser: " + ", ".join(METHODS)),
     ("--lr", "lr", float, "peak learning rate"),
     ("--momentum", "momentum", float, "momentum coefficient (method momentum)"),
     ("--warmup", "warmup", int, "steps of geometric learning-rate warm-up (0: constant lr)"),
@@ -72,7 +75,7 @@ def register(sub) -> None:
                         help="output folder (default: digits_out)")
     group = parser.add_argument_group("experiment")
     for flag, field, parse, text in OPTIONS:
-        default = getattr(_DEFAULTS, field)
+        default = _DEFAULTS[field]
         shown = "end of warm-up" if field == "early_step" else _shown(default)
         kind = real(field) if parse is float else parse  # finite values only
         group.add_argument(flag, dest=field, type=kind, default=default,
@@ -84,15 +87,16 @@ def register(sub) -> None:
     parser.set_defaults(handler=run)
 
 
-def config_from_args(args) -> digits.DigitsConfig:
+def config_from_args(args) -> DigitsConfig:
     """A validated :class:`~ssm_jax.experiments.digits.DigitsConfig` (raises ConfigError on
     bad input)."""
     values = {field: getattr(args, field) for _, field, _, _ in OPTIONS}
-    return digits.DigitsConfig(**values, x64=args.x64)
+    return DigitsConfig(**values, x64=args.x64)
 
 
 def run(args) -> int:
     cfg = config_from_args(args)  # validated before anything runs or is written
+    from ..experiments import digits
     from ..plot import digits_figure
 
     result = digits.run_digits(cfg)

@@ -14,10 +14,9 @@ ratio, ERM against reweighting (``collapse.png``, ``collapse.json``).
 
 from __future__ import annotations
 
+import math
 import os
 import sys
-
-import numpy as np
 
 from ..config import ConfigError
 from .arguments import (
@@ -62,9 +61,21 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from ..experiments.terminal_request import check_collapse_ratios, check_squared_loss_terminal
+
+    cfg = config_from_args(args, geometry=True)
+    if args.weight_decays is not None:
+        for value in args.weight_decays:
+            if not math.isfinite(value) or value <= 0:
+                raise ConfigError(f"weight-decays={value!r} is out of range: need > 0")
+    if args.weight_decays is not None and cfg.loss == "mse":
+        check_squared_loss_terminal(cfg)
+    if args.collapse_ratios is not None:
+        check_collapse_ratios(cfg, args.collapse_ratios)
+    # The input is checked: the numerics now.
+    import numpy as np
+
     from ..experiments.terminal import (
-        check_collapse_ratios,
-        check_squared_loss_terminal,
         minority_collapse,
         minority_collapse_ratios,
         squared_loss_terminal,
@@ -82,15 +93,6 @@ def run(args) -> int:
     from ..simulate import simulate, to_json_value, write_json
     from .simulate import print_summary
 
-    cfg = config_from_args(args, geometry=True)
-    if args.weight_decays is not None:
-        for value in args.weight_decays:
-            if not np.isfinite(value) or value <= 0:
-                raise ConfigError(f"weight-decays={value!r} is out of range: need > 0")
-    if args.weight_decays is not None and cfg.loss == "mse":
-        check_squared_loss_terminal(cfg)
-    if args.collapse_ratios is not None:
-        check_collapse_ratios(cfg, args.collapse_ratios)
     result = simulate(cfg)
     print_summary(result)
     os.makedirs(args.out, exist_ok=True)
@@ -161,6 +163,8 @@ def print_squared_loss_terminal(decays, labelled: dict, counts) -> None:
     """The per-class collapse thresholds of each run label, then per weight decay the
     simulated final own outputs against the closed-form minimiser (and, where it differs,
     where the flow from the aligned initialisation ends)."""
+    import numpy as np
+
     k = len(counts)
     head = f"{'':>22}" + "".join(f"{'class ' + str(c):>10}" for c in range(k))
     print("squared loss with weight decay: collapse threshold of each class (the weight "

@@ -6,10 +6,8 @@ from __future__ import annotations
 import os
 import sys
 
-import numpy as np
-
-from .. import meta
 from ..io import to_json_value, write_json
+from ..meta import request
 from .arguments import (
     EXIT_DIVERGED,
     add_simulate_options,
@@ -35,7 +33,7 @@ def register(sub) -> None:
     )
     add_simulate_options(parser)
     add_meta_options(parser)
-    parser.add_argument("--learn", choices=meta.LEARNABLE, default="gamma",
+    parser.add_argument("--learn", choices=request.LEARNABLE, default="gamma",
                         help="what to learn: the power-law exponent gamma or the per-class "
                         "weights (default: gamma)")
     parser.add_argument("--times", type=distinct_reals("times"), default=None, metavar="T[,T]",
@@ -44,7 +42,7 @@ def register(sub) -> None:
                         help=f"meta-optimisation steps, at most {MAX_ITERATIONS} (default: 100)")
     parser.add_argument("--meta-lr", type=real("meta-lr"), default=0.05,
                         help="learning rate of the meta-optimiser (default: 0.05)")
-    parser.add_argument("--meta-optimizer", choices=("adam", "sgd"), default="adam",
+    parser.add_argument("--meta-optimizer", choices=request.META_OPTIMIZER_NAMES, default="adam",
                         help="optax meta-optimiser (default: adam)")
     parser.add_argument("--out", default="meta_out", metavar="DIR", type=output_folder,
                         help="output folder (default: meta_out)")
@@ -52,12 +50,17 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..plot import meta_figure
-
     cfg = config_and_t1(args)
     times = args.times or (getattr(args, "t1", None),)
-    meta.check_learning(args.learn, args.iterations, args.meta_lr, args.meta_optimizer,
-                        args.temperature)
+    request.learning_configs(cfg, args.objective, args.learn, times,
+                             iterations=args.iterations, learning_rate=args.meta_lr,
+                             optimizer=args.meta_optimizer, temperature=args.temperature)
+    # The request is checked: the numerics now.
+    import numpy as np
+
+    from .. import meta
+    from ..plot import meta_figure
+
     path = os.path.join(args.out, "meta.json")
 
     def save(record) -> None:

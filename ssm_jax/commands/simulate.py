@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import sys
 
-import numpy as np
-
 from ..config import OPTIONS
-from ..simulate import flow_json, simulate, write_json
 from .arguments import (
     EXIT_DIVERGED,
     add_option,
@@ -30,8 +28,9 @@ def register(sub) -> None:
     parser.set_defaults(handler=run)
 
 
-def format_time(value: float | np.floating) -> str:
-    return "never" if not np.isfinite(value) else f"{value:.4g}"
+def format_time(value) -> str:
+    """A learning time (a float or numpy scalar; NaN when never reached)."""
+    return "never" if not math.isfinite(value) else f"{value:.4g}"
 
 
 def print_summary(result, file=None) -> None:
@@ -48,7 +47,9 @@ def print_summary(result, file=None) -> None:
 
 
 def run(args) -> int:
-    cfg = config_from_args(args)
+    cfg = config_from_args(args)  # validated before the numerics are imported
+    from ..simulate import flow_json, simulate, write_json
+
     result = simulate(cfg)
     print_summary(result)
     if args.json is not None:

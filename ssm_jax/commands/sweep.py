@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
-
-import numpy as np
 
 from .. import sweep as sweeping
 from ..config import ConfigError
@@ -97,26 +96,37 @@ def options_of(args) -> dict:
     return values
 
 
-def set_cpu_devices(value: str | None) -> None:
-    """``jax_num_cpu_devices`` from ``--cpu-devices`` (before JAX starts its backend); without
-    it, the default :mod:`ssm_jax.devices` set at import (one device per core) stands."""
+def cpu_device_count(value: str | None) -> int | None:
+    """The number of host devices ``--cpu-devices`` asks for (None without it): ``auto`` is
+    one per core; anything but an integer from 1 to the number of cores is refused."""
     if value is None:
-        return
-    import os
-
-    import jax
-
+        return None
+    cores = os.cpu_count() or 1
     if value == "auto":
-        count = os.cpu_count() or 1
+        count = cores
     else:
         try:
             count = int(value)
         except ValueError:
             count = 0
-    cores = os.cpu_count() or 1
     if not 1 <= count <= cores:
         raise ConfigError(f"--cpu-devices={value!r} must be 'auto' or an integer from 1 to "
                           f"the number of cores ({cores})")
+    return count
+
+
+def set_cpu_devices(value: str | None) -> None:
+    """``jax_num_cpu_devices`` from ``--cpu-devices`` (before JAX starts its backend); without
+    it, the default :mod:`ssm_jax.devices` sets when JAX is imported (one device per core)
+    stands. While JAX is not imported, the count goes to JAX's own variable
+    ``JAX_NUM_CPU_DEVICES`` (read when it is, and then kept), so nothing is imported here."""
+    count = cpu_device_count(value)
+    if count is None:
+        return
+    jax = sys.modules.get("jax")
+    if jax is None:
+        os.environ["JAX_NUM_CPU_DEVICES"] = str(count)
+        return
     try:
         jax.config.update("jax_num_cpu_devices", count)
     except RuntimeError as err:  # the backend is already running (e.g. inside Python)
@@ -125,25 +135,41 @@ def set_cpu_devices(value: str | None) -> None:
                               f"{jax.local_device_count()} device(s) ({err})") from None
 
 
-def run(args) -> int:
-    import jax
+def parse_buckets(text: str) -> int | str:
+    """``--buckets``: 'auto', 'cost' or an integer (its range is checked by the planner)."""
+    if text in ("auto", "cost"):
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"--buckets={text!r} must be 'auto', 'cost' or an integer "
+                          ">= 1") from None
 
-    set_cpu_devices(args.cpu_devices)
+
+def run(args) -> int:
+    # Everything the command line decides is checked before JAX is imported: the options,
+    # the sweep, the execution settings and every run (sweeping.plan checks the runs before
+    # it asks JAX for its devices). Only --distributed joins the processes first.
+    cpu_device_count(args.cpu_devices)
     options = options_of(args)
     sweep = sweeping.sweep_from_options(options)
-    if args.distributed:
-        jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
-    elif any(v is not None for v in (args.coordinator, args.num_processes, args.process_id)):
+    if not args.distributed and any(v is not None for v in (args.coordinator,
+                                                            args.num_processes,
+                                                            args.process_id)):
         raise ConfigError("--coordinator, --num-processes and --process-id need --distributed")
-    buckets = args.buckets
-    if buckets not in ("auto", "cost"):
-        try:
-            buckets = int(buckets)
-        except ValueError:
-            raise ConfigError(f"--buckets={buckets!r} must be 'auto', 'cost' or an integer "
-                              ">= 1") from None
+    buckets = parse_buckets(args.buckets)
+    sweeping.check_plan_options(args.chunk_size, args.memory_budget, buckets,
+                                args.matmul_precision)
+    set_cpu_devices(args.cpu_devices)
+    if args.distributed:
+        import jax
+
+        jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     plan = sweeping.plan(sweep, chunk_size=args.chunk_size, memory_budget=args.memory_budget,
                          buckets=buckets, matmul_precision=args.matmul_precision)
+    import jax
+    import numpy as np
+
     # The finished Dataset (a few arrays of saves x classes per run), and on a CPU the chunk
     # in flight (elsewhere it is in the accelerator's memory, which the plan sized it to).
     itemsize = 8 if sweep.base.x64 else 4

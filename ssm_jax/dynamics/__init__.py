@@ -1,6 +1,8 @@
 """Training dynamics: discrete optimisers in ``lax.scan`` and gradient flow with diffrax.
 
-Importing the package registers every method (:data:`ssm_jax.registry.METHODS`).
+The methods and solvers are declared in :mod:`ssm_jax.registry`
+(:data:`ssm_jax.registry.METHODS`, :data:`ssm_jax.registry.SOLVERS`); the code they name
+is here.
 """
 
 from . import discrete, flow

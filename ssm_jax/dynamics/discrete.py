@@ -17,32 +17,39 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ..registry import METHODS, Method
+from ..registry import METHODS
+
+# The code of the registry's discrete methods (ssm_jax.registry.METHODS names each one):
+# ``make(lr, momentum)`` returns the optax transformation (lr and momentum may be traced).
 
 
-def _spectral(name: str):
-    """A spectral optimiser of :mod:`ssm_jax.spectral` (imported when first used)."""
-
-    def make(lr, momentum):
-        from .. import spectral
-
-        return spectral.spectral_gd(lr) if name == "specgd" else spectral.muon(lr, momentum)
-
-    return make
+def make_gd(lr, momentum):
+    """Plain gradient descent."""
+    return optax.sgd(lr)
 
 
-# The registry of discrete methods (ssm_jax.registry.METHODS; gradient flow registers in
-# ssm_jax.dynamics.flow), in command-line order.
-METHODS.register(Method("gd", "plain gradient descent", make=lambda lr, momentum: optax.sgd(lr),
-                        reducible=True))
-METHODS.register(Method("momentum", "heavy-ball momentum",
-                        make=lambda lr, momentum: optax.sgd(lr, momentum=momentum), slots=1,
-                        reducible=True, uses=("momentum",)))
-METHODS.register(Method("adam", "Adam", make=lambda lr, momentum: optax.adam(lr), slots=2))
-METHODS.register(Method("specgd", "spectral gradient descent (orthogonalised updates)",
-                        make=_spectral("specgd"), lapack=True))
-METHODS.register(Method("muon", "Muon: momentum, then orthogonalised updates",
-                        make=_spectral("muon"), slots=1, lapack=True, uses=("momentum",)))
+def make_momentum(lr, momentum):
+    """Heavy-ball momentum."""
+    return optax.sgd(lr, momentum=momentum)
+
+
+def make_adam(lr, momentum):
+    """Adam."""
+    return optax.adam(lr)
+
+
+def make_specgd(lr, momentum):
+    """Spectral gradient descent (:mod:`ssm_jax.spectral`, imported when first used)."""
+    from .. import spectral
+
+    return spectral.spectral_gd(lr)
+
+
+def make_muon(lr, momentum):
+    """Muon (:mod:`ssm_jax.spectral`, imported when first used)."""
+    from .. import spectral
+
+    return spectral.muon(lr, momentum)
 
 
 def optimizer(method: str, lr, momentum=0.9) -> optax.GradientTransformation:

@@ -49,7 +49,7 @@ import optimistix as optx
 from jaxtyping import Array, Float, Int
 
 from ..config import ADJOINTS
-from ..registry import METHODS, SOLVERS, ConfigError, Method, Solver
+from ..registry import SOLVERS, ConfigError
 from . import discrete
 
 # Solver status codes (``FlowStats.status``) and their names in JSON.
@@ -84,19 +84,6 @@ class FlowStats(NamedTuple):
     def failed(self) -> Array:
         """Whether the solve failed (max steps reached or another solver failure)."""
         return self.status >= MAX_STEPS_REACHED
-
-
-METHODS.register(Method("flow", "gradient flow d(theta)/dt = -grad L, solved by diffrax",
-                        make=None, reducible=True))
-
-# The registry of flow solvers (ssm_jax.registry.SOLVERS), in command-line order.
-SOLVERS.register(Solver("tsit5", "Tsitouras 5(4) explicit Runge-Kutta", make=diffrax.Tsit5))
-SOLVERS.register(Solver("dopri5", "Dormand-Prince 5(4) explicit Runge-Kutta",
-                        make=diffrax.Dopri5))
-SOLVERS.register(Solver("dopri8", "Dormand-Prince 8(7) explicit Runge-Kutta",
-                        make=diffrax.Dopri8))
-SOLVERS.register(Solver("kvaerno5", "Kvaerno 5(4) implicit ESDIRK, for stiff runs",
-                        make=diffrax.Kvaerno5, implicit=True))
 
 
 def solver_of(name: str) -> diffrax.AbstractSolver:

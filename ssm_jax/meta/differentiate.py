@@ -63,19 +63,21 @@ from ..simulate import (
     schedule_of,
     spec_of,
 )
-from .objectives import (
-    DEFAULT_TEMPERATURE,
-    check_objective,
-    check_temperature,
-    objective_value,
-)
+from .objectives import objective_value
 
-WRT = ("gamma", "beta", "weights", "ratio", "init_scale", "lr", "momentum", "weight_decay", "t1",
-       "reweight_from", "reweight_until")
-NUMERIC_WRT = ("gamma", "beta", "weights", "init_scale", "lr", "momentum", "weight_decay",
-               "reweight_from", "reweight_until")
-# Gradients in a switch time need the switch (the option given).
-SWITCHES = ("reweight_from", "reweight_until")
+# The request's names and checks are JAX-free (re-exported from here).
+from .request import (  # noqa: F401
+    DEFAULT_TEMPERATURE,
+    NUMERIC_WRT,
+    WRT,
+    check_config,
+    check_temperature,
+    check_wrt,
+    failure_reason,
+    is_flow,
+    stop_time,
+    with_t1,
+)
 
 
 class MetaGradient(NamedTuple):
@@ -191,62 +193,6 @@ value_and_grad_jit = jax.jit(value_and_grad, static_argnums=0,
                              static_argnames=("objective", "wrt", "temperature"))
 
 
-def check_wrt(wrt: Sequence[str]) -> None:
-    """Raise :class:`ConfigError` for an unknown or repeated gradient name."""
-    if not wrt:
-        raise ConfigError(f"wrt is empty: give one or more of {', '.join(WRT)}")
-    for name in wrt:
-        if name not in WRT:
-            raise ConfigError(f"wrt={name!r} is not one of {', '.join(map(repr, WRT))}")
-    if len(set(wrt)) != len(wrt):
-        raise ConfigError(f"wrt={list(wrt)!r} names an option twice")
-
-
-
-def failure_reason(cfg: Config, diverged_step: int) -> str | None:
-    """Why a gradient of ``cfg``'s run is NaN (``diverged_step`` from :class:`MetaGradient`),
-    or ``None`` if the run did not fail."""
-    if diverged_step < 0:
-        return None
-    if is_flow(cfg):
-        return (f"the gradient-flow solve stopped before T after {diverged_step} accepted "
-                f"steps (max_steps={cfg.max_steps} reached, or the solver failed)")
-    return f"the run diverged: the loss became non-finite at step {diverged_step}"
-
-
-def is_flow(cfg: Config) -> bool:
-    """Whether a configuration runs gradient flow (diffrax) rather than discrete steps."""
-    return cfg.method == "flow"
-
-
-def stop_time(cfg: Config) -> float:
-    """The stopping time T of a configuration: ``t1`` if set, else ``lr × steps``."""
-    t1 = getattr(cfg, "t1", None)
-    return float(t1) if t1 is not None else float(cfg.lr * cfg.steps)
-
-
-def with_t1(cfg: Config, t1: float | None) -> Config:
-    """``cfg`` stopped at time ``t1``. For a discrete run, steps = t1 / lr, which must be a
-    whole number; for gradient flow, ``t1`` itself."""
-    if t1 is None:
-        return cfg
-    if isinstance(t1, bool) or not isinstance(t1, (int, float)) or not np.isfinite(t1) \
-            or t1 <= 0:
-        raise ConfigError(f"t1={t1!r} is out of range: need a finite t1 > 0")
-    if is_flow(cfg):
-        return cfg.replace(t1=float(t1))
-    steps = int(round(t1 / cfg.lr))
-    if steps < 1 or abs(steps * cfg.lr - t1) > 1e-6 * t1:
-        raise ConfigError(
-            f"t1={t1!r} is not a whole number of steps of lr={cfg.lr!r}: need t1 = lr x steps "
-            f"with steps a positive integer (e.g. t1={max(steps, 1) * cfg.lr!r})"
-        )
-    changes = {"steps": steps, "saves": min(cfg.saves, steps + 1)}
-    if hasattr(cfg, "t1"):
-        changes["t1"] = None
-    return cfg.replace(**changes)
-
-
 def meta_spec_of(cfg: Config) -> Spec:
     """The static spec of the gradient route: ``remat`` on, parameters not kept."""
     return dataclasses.replace(spec_of(cfg), remat=True, keep_params=False, saves=2)
@@ -271,26 +217,6 @@ def inputs_of(cfg: Config, wrt: Sequence[str] = ()):
         problem = problem._replace(counts=continuous_counts(cfg).astype(problem.counts.dtype))
         tangent = ratio_tangent_of(cfg).astype(problem.counts.dtype)
     return spec, problem, numeric_of(cfg), jax.random.PRNGKey(cfg.seed), tangent
-
-
-def check_config(cfg: Config, objective: str, wrt: Sequence[str]) -> None:
-    """Validate a gradient request against a configuration (ConfigError names the value)."""
-    check_objective(objective, cfg)
-    check_wrt(wrt)
-    if getattr(cfg, "stop_metric", None) is not None:
-        raise ConfigError(
-            f"stop_metric={cfg.stop_metric!r}: meta-gradients are taken at a fixed stopping "
-            "time T (--t1); drop the stop event"
-        )
-    for name in SWITCHES:
-        if name in wrt and getattr(cfg, name) is None:
-            raise ConfigError(f"wrt={name!r} needs the switch: give {name}=T (the time to "
-                              "differentiate), with a weighting other than 'erm'")
-    if "weights" in wrt and cfg.weighting != "explicit":
-        raise ConfigError(
-            f"wrt='weights' is the gradient in the explicit weight vector, but "
-            f"weighting={cfg.weighting!r}: use weighting='explicit' with weights=(w_1, ..., w_k)"
-        )
 
 
 def gradient(cfg: Config, objective: str = "balanced_loss", wrt: Sequence[str] = ("gamma",),

@@ -17,13 +17,23 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ..config import Config, ConfigError
-from ..problem import class_counts_of
+from ..config import Config
 from ..simulate import Numeric, omega_of
-from .differentiate import check_config, inputs_of, meta_spec_of, stop_time, value, with_t1
-from .objectives import DEFAULT_TEMPERATURE, check_objective, check_temperature
+from .differentiate import inputs_of, meta_spec_of, value
 
-LEARNABLE = ("gamma", "weights")
+# The request's names and checks are JAX-free (re-exported from here).
+from .request import (  # noqa: F401
+    DEFAULT_TEMPERATURE,
+    LEARNABLE,
+    META_OPTIMIZER_NAMES,
+    check_config,
+    check_learning,
+    check_objective,
+    learning_config,
+    learning_configs,
+    stop_time,
+    with_t1,
+)
 
 
 def meta_sign(objective: str) -> float:
@@ -48,7 +58,7 @@ class LearnResult(NamedTuple):
     diverged: bool
 
 
-META_OPTIMIZERS = {"adam": optax.adam, "sgd": optax.sgd}
+META_OPTIMIZERS = {name: getattr(optax, name) for name in META_OPTIMIZER_NAMES}
 
 
 def unpack_learned(learn: str, numeric: Numeric, theta) -> Numeric:
@@ -76,25 +86,6 @@ def learn_step(theta, state, learning_rate, problem, numeric, key, *, spec, obje
     return optax.apply_updates(theta, updates), state, val, diverged
 
 
-def check_learning(learn: str, iterations: int, learning_rate: float, optimizer: str,
-                   temperature: float) -> None:
-    """Raise :class:`ConfigError` for meta-optimisation options that make no sense: an
-    unknown learned quantity or optimiser, a negative number of iterations, a learning
-    rate or surrogate temperature that is not a finite number > 0."""
-    if learn not in LEARNABLE:
-        raise ConfigError(f"learn={learn!r} is not one of {', '.join(map(repr, LEARNABLE))}")
-    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
-        raise ConfigError(f"iterations={iterations!r} must be an integer >= 0")
-    if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) \
-            or not (np.isfinite(learning_rate) and learning_rate > 0):
-        raise ConfigError(f"learning_rate (--meta-lr)={learning_rate!r} is out of range: "
-                          f"need a finite value > 0")
-    if optimizer not in META_OPTIMIZERS:
-        raise ConfigError(f"optimizer (--meta-optimizer)={optimizer!r} is not one of "
-                          f"{', '.join(map(repr, META_OPTIMIZERS))}")
-    check_temperature(temperature)
-
-
 def learn(cfg: Config, objective: str = "balanced_loss", learn: str = "gamma", *,
           t1: float | None = None, iterations: int = 100, learning_rate: float = 0.05,
           optimizer: str = "adam", temperature: float = DEFAULT_TEMPERATURE,
@@ -111,13 +102,7 @@ def learn(cfg: Config, objective: str = "balanced_loss", learn: str = "gamma", *
     (``diverged``).
     """
     check_learning(learn, iterations, learning_rate, optimizer, temperature)
-    k = len(class_counts_of(cfg))
-    if learn == "gamma":
-        cfg = cfg.adapted(weighting="power")
-    else:
-        cfg = cfg.adapted(weighting="explicit", weights=cfg.weights or (1.0,) * k)
-    cfg = with_t1(cfg, t1)
-    check_config(cfg, objective, (learn,))
+    cfg = learning_config(cfg, objective, learn, t1)
     static = dict(spec=meta_spec_of(cfg), objective=objective, learn=learn,
                   optimizer=optimizer, temperature=float(temperature))
     with jax.enable_x64(cfg.x64):
@@ -173,10 +158,9 @@ def learn_at_times(cfg: Config, objective: str, what: str, times: Sequence[float
     "runs"}``, one :func:`run_record` per time plus ``"finished": True``.
     ``on_progress(record)`` receives the record so far every 10 iterations (the current
     run appended with ``"finished": False``) and after each time (e.g. to save it)."""
-    check_learning(what, iterations, learning_rate, optimizer, temperature)
-    configs = [with_t1(cfg, t1) for t1 in times]
-    for c in configs:
-        check_objective(objective, c)
+    configs = learning_configs(cfg, objective, what, times, iterations=iterations,
+                               learning_rate=learning_rate, optimizer=optimizer,
+                               temperature=temperature)
     record = {"objective": objective, "learn": what, "meta_optimizer": optimizer,
               "meta_lr": learning_rate, "temperature": temperature, "config": cfg.to_dict(),
               "runs": []}

@@ -23,15 +23,19 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, Float
 
 from .. import losses, metrics
-from ..config import Config, ConfigError
-from ..problem import Problem, class_counts_of
+from ..config import ConfigError
+from ..problem import Problem
 
-OBJECTIVES = ("balanced_loss", "minority_loss", "balanced_accuracy", "own_output_gap")
-DEFAULT_TEMPERATURE = 0.1
+# The objectives' names and the checks of a request are JAX-free (re-exported from here).
+from .request import (  # noqa: F401
+    DEFAULT_TEMPERATURE,
+    OBJECTIVES,
+    check_objective,
+    check_temperature,
+)
 
 
 def _minority_weights(problem: Problem) -> Float[Array, " k"]:
@@ -74,31 +78,3 @@ def objective_value(name: str, outputs: Float[Array, "k n"], problem: Problem, p
         minority = _minority_weights(problem)
         return _masked_mean(own, 1.0 - minority) - _masked_mean(own, minority)
     raise ConfigError(f"objective={name!r} is not one of {', '.join(map(repr, OBJECTIVES))}")
-
-
-
-def check_temperature(temperature) -> None:
-    """Raise :class:`ConfigError` unless ``temperature`` (of the ``balanced_accuracy``
-    surrogate) is a finite number > 0: at 0 the surrogate is a step function, whose
-    gradient is 0 or NaN, so such a request is bad input rather than a failed run."""
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
-            or not np.isfinite(temperature) or temperature <= 0:
-        raise ConfigError(f"temperature={temperature!r} is out of range: need a finite "
-                          f"temperature > 0")
-
-
-def check_objective(objective: str, cfg: Config | None = None) -> None:
-    """Raise :class:`ConfigError` for an unknown objective, or a minority objective
-    on a problem without minority classes."""
-    if objective not in OBJECTIVES:
-        raise ConfigError(
-            f"objective={objective!r} is not one of {', '.join(map(repr, OBJECTIVES))}"
-        )
-    if cfg is not None and objective in ("minority_loss", "own_output_gap"):
-        counts = np.asarray(class_counts_of(cfg), float)
-        if not np.any(counts < np.sqrt(counts.max() * counts.min())):
-            raise ConfigError(
-                f"objective={objective!r} needs minority classes, but the class counts "
-                f"{list(class_counts_of(cfg))} are all equal (use ratio > 1)"
-            )
-

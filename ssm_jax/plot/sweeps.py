@@ -128,14 +128,13 @@ def plot_sweep(path, out_dir=None, *, time: str = "learn_time",
                selections: list[str] | None = None) -> list[str]:
     """Write ``<stem>_delay.png`` and ``<stem>_accuracy.png`` for the sweep file ``path``
     (next to it, or in ``out_dir``); returns the paths written."""
-    import matplotlib.pyplot as plt
-
     path = os.fspath(path)
     if not os.path.exists(path):
         raise ConfigError(f"{path!r} does not exist")
     if time not in ("learn_time", "half_time"):
         raise ConfigError(f"time={time!r} is not one of 'learn_time', 'half_time'")
     ds = select(load(path), selections)
+    import matplotlib.pyplot as plt  # after the checks: a refusal imports no matplotlib
     out_dir = os.fspath(out_dir) if out_dir else os.path.dirname(os.path.abspath(path))
     os.makedirs(out_dir, exist_ok=True)
     stem = os.path.splitext(os.path.basename(path))[0]

@@ -41,56 +41,65 @@ Modules, one idea each: :mod:`~ssm_jax.sweep.definition` (what a sweep is),
 (computing a chunk on the devices), :mod:`~ssm_jax.sweep.store` (the parts of an unfinished
 sweep), :mod:`~ssm_jax.sweep.netcdf` (the finished file), :mod:`~ssm_jax.sweep.runner`
 (running a sweep, on one process or several) and :mod:`~ssm_jax.sweep.analysis` (reading
-results).
+results). They are imported when first used (:mod:`ssm_jax.lazy`): defining and planning a
+sweep imports no JAX, so the command line refuses a bad sweep before JAX is imported.
 """
 
-from .analysis import config_of, delay_ratio, load, select
-from .definition import (
-    MAX_RUNS,
-    MAX_SEEDS,
-    Sweep,
-    dim_name,
-    make_sweep,
-    read_config_file,
-    sweep_from_options,
-    sweepable_fields,
-)
-from .execution import (
-    CPU_COMPILER_OPTIONS,
-    batch_inputs,
-    batched_trajectory,
-    compute_chunk,
-    flatten_trajectory,
-    launch_chunk,
-    lower_group,
-    per_device,
-    run_sharding,
-    seed_keys,
-    uses_lapack,
-)
-from .netcdf import VARIABLES, DatasetBuilder
-from .planning import (
-    ACCELERATOR_MEMORY_FRACTION,
-    CPU_COMPILE_FLOPS,
-    CPU_RUNS_PER_DEVICE,
-    DEFAULT_MATMUL_PRECISION,
-    DEFAULT_MEMORY_BUDGET,
-    MATMUL_PRECISIONS,
-    Chunk,
-    Group,
-    Plan,
-    balanced_chunk,
-    buckets_of,
-    device_memory_budget,
-    estimate_run_bytes,
-    parse_bytes,
-    plan,
-    resolve_buckets,
-    resolve_precision,
-    run_flops,
-)
-from .runner import run
-from .store import parts_dir
+from typing import TYPE_CHECKING
+
+from .. import lazy
+
+if TYPE_CHECKING:
+    from .analysis import config_of, delay_ratio, load, select
+    from .definition import (
+        MAX_RUNS,
+        MAX_SEEDS,
+        Sweep,
+        dim_name,
+        make_sweep,
+        read_config_file,
+        sweep_from_options,
+        sweepable_fields,
+    )
+    from .execution import (
+        CPU_COMPILER_OPTIONS,
+        batch_inputs,
+        batched_trajectory,
+        compute_chunk,
+        flatten_trajectory,
+        launch_chunk,
+        lower_group,
+        per_device,
+        run_sharding,
+        seed_keys,
+        uses_lapack,
+    )
+    from .netcdf import VARIABLES, DatasetBuilder
+    from .planning import (
+        ACCELERATOR_MEMORY_FRACTION,
+        CPU_COMPILE_FLOPS,
+        CPU_RUNS_PER_DEVICE,
+        DEFAULT_MATMUL_PRECISION,
+        DEFAULT_MEMORY_BUDGET,
+        MATMUL_PRECISIONS,
+        Chunk,
+        Group,
+        Plan,
+        balanced_chunk,
+        buckets_of,
+        check_plan_options,
+        device_memory_budget,
+        estimate_run_bytes,
+        parse_bytes,
+        plan,
+        resolve_buckets,
+        resolve_precision,
+        run_flops,
+    )
+    from .runner import run
+    from .store import parts_dir
+
+__getattr__, __dir__ = lazy.attach(__name__, __file__)
 
 __all__ = [
     "ACCELERATOR_MEMORY_FRACTION",
@@ -112,6 +121,7 @@ __all__ = [
     "batch_inputs",
     "batched_trajectory",
     "buckets_of",
+    "check_plan_options",
     "compute_chunk",
     "config_of",
     "delay_ratio",

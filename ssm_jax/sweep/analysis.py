@@ -8,7 +8,6 @@ import os
 
 import numpy as np
 
-from .. import metrics
 from ..config import Config, ConfigError
 from .definition import dim_name
 
@@ -133,6 +132,8 @@ def _delay_ratio_by_counts(times: np.ndarray, counts: np.ndarray) -> np.ndarray:
     (..., k) differ from run to run. Runs with the same counts share their masks, so this is
     one vectorised call per distinct count vector (a handful in a sweep), not one per run.
     NaN for runs without a minority class (balanced)."""
+    from .. import metrics
+
     times, counts = np.broadcast_arrays(times, counts)
     runs_shape, k = times.shape[:-1], times.shape[-1]
     times, counts = times.reshape(-1, k), counts.reshape(-1, k)

@@ -9,17 +9,17 @@ of an unfinished sweep and in the finished file.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ..config import OPTIONS, Config, ConfigError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # Version of the layout of parts and files; part of every sweep's hash.
 FORMAT_VERSION = 1
@@ -56,10 +56,23 @@ def dim_name(field: str) -> str:
     return DIM_NAMES.get(field, field)
 
 
+def _unravel(index: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The C-order position of the flat ``index`` in ``shape`` (numpy's ``unravel_index``,
+    without numpy)."""
+    if not 0 <= index < math.prod(shape):
+        raise ValueError(f"index {index} is out of bounds for a sweep of shape {shape}")
+    position = []
+    for length in reversed(shape):
+        index, i = divmod(index, length)
+        position.append(i)
+    return tuple(reversed(position))
+
+
 def _jsonable(value):
     if isinstance(value, tuple):
         return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
+    numpy = sys.modules.get("numpy")  # a numpy scalar exists only once numpy is imported
+    if numpy is not None and isinstance(value, numpy.generic):
         return value.item()
     return value
 
@@ -92,7 +105,7 @@ class Sweep:
 
     def point(self, index: int) -> dict:
         """The swept values of run ``index`` (flat C-order index into :attr:`shape`)."""
-        position = np.unravel_index(index, self.shape) if self.axes else ()
+        position = _unravel(index, self.shape)
         return {field: values[i] for (field, values), i in zip(self.axes, position, strict=True)}
 
     @property
@@ -109,6 +122,8 @@ class Sweep:
 
     def seeds_of(self, runs) -> np.ndarray:
         """The seeds of runs ``runs`` (flat indices), as int64."""
+        import numpy as np
+
         runs = np.asarray(runs, dtype=np.int64)
         if not self._seed_swept:
             return np.full(runs.shape, int(self.base.seed), dtype=np.int64)
@@ -133,6 +148,9 @@ class Sweep:
 
     @property
     def config_hash(self) -> str:
+        import hashlib
+        import json
+
         text = json.dumps({"format": FORMAT_VERSION, **self.to_dict()}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -17,23 +17,27 @@ Runs that differ only in their seed (the last axis) share their configuration bu
 PRNG key, so a plan is built from one configuration per point of the other axes
 (:attr:`~ssm_jax.sweep.definition.Sweep.seed_count`), not one per run.
 A :class:`Plan` holds two ints per run and nothing else that grows with the sweep.
+
+This module imports neither JAX nor numpy when imported: :func:`plan` validates and groups
+every run first, then imports numpy and asks JAX for its devices, so a sweep with a bad run
+is refused before either is imported.
 """
 
 from __future__ import annotations
 
+import array
 import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import jax
-import numpy as np
-
-from ..config import OPTIONS, ConfigError
-from ..problem import class_counts_of, make_problem
-from ..registry import METHODS
-from ..simulate import Spec, spec_of
+from ..config import OPTIONS, ConfigError, Spec, spec_of
+from ..resources import estimate_run_bytes
 from .definition import Sweep
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -79,26 +83,6 @@ class Plan:
     def runs_of(self, chunk: Chunk) -> np.ndarray:
         """Flat run indices of a chunk."""
         return self.groups[chunk.group].runs[chunk.start:chunk.stop]
-
-
-def estimate_run_bytes(spec: Spec, num_classes: int, n_pad: int, x64: bool = False) -> int:
-    """Estimated device memory of one run inside a vmapped batch, in bytes (an upper guess).
-
-    Counts the arrays that are live during a training step: parameters (``k d + d m (+ k)``
-    with m = n or k) held about six times (params, gradients, updates, new params and the
-    two scan carries) plus the optimiser slots (1 for momentum, 2 for adam), per-example
-    arrays (outputs, labels, residuals: ``4 k n``; features ``2 d n``; masks ``4 n``), the
-    saved snapshots ``saves (3 k + 2)``, doubled for temporaries XLA may keep."""
-    k, d, n = num_classes, spec.dim, n_pad
-    m = k if spec.parametrization == "class" else n
-    params = k * d + d * m + (k if spec.bias else 0)
-    slots = METHODS[spec.method].slots
-    per_example = 4 * k * n + 2 * d * n + 4 * n
-    saved = spec.saves * (3 * k + 2) + 3 * k + 2
-    if spec.keep_params:
-        saved += spec.saves * params
-    itemsize = 8 if x64 else 4
-    return int(2 * itemsize * ((6 + slots) * params + per_example + saved))
 
 
 _UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
@@ -205,6 +189,7 @@ def run_flops(spec: Spec, num_classes: int, n: int) -> float:
     path :func:`~ssm_jax.simulate.trajectory` takes (reduced or per example); ``spec.steps``
     stands for the number of steps (or vector-field evaluations of a flow)."""
     from .. import reduced
+    from ..problem import make_problem
 
     problem = make_problem((1,) * num_classes, n, host=True)
     use = reduced.use_reduced(spec, problem)
@@ -224,6 +209,8 @@ def buckets_of(ns: Sequence[int] | np.ndarray, chunk_size: int, cost: Callable[[
     optimal split, the cheapest with at most ``max_buckets`` buckets (``None``: any
     number), as ``(runs, n_pad)`` pairs, ``runs`` being positions in ``ns``. Dynamic
     programming over the chunks where ``n`` drops (at most 256 of them)."""
+    import numpy as np
+
     ns = np.asarray(ns, dtype=np.int64)
     order = np.argsort(-ns, kind="stable")
     starts = ns[order][::chunk_size]  # n_pad of a bucket that starts at chunk m
@@ -269,6 +256,21 @@ def resolve_buckets(buckets, platform: str) -> int | str:
     return buckets
 
 
+def check_plan_options(chunk_size: int | None = None, memory_budget=None,
+                       buckets="auto", matmul_precision: str | None = None) -> None:
+    """Refuse options of :func:`plan` that no machine makes valid (:class:`ConfigError`): a
+    chunk size that is not an integer >= 1, a memory budget that is not a size (read only
+    without a chunk size), buckets other than ``"auto"``, ``"cost"`` or an integer >= 1, an
+    unknown matmul precision."""
+    if chunk_size is None:
+        if memory_budget is not None:
+            parse_bytes(memory_budget)
+    elif isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ConfigError(f"chunk_size={chunk_size!r} must be an integer >= 1")
+    resolve_buckets(buckets, "cpu")
+    resolve_precision(matmul_precision)
+
+
 def plan(sweep: Sweep, *, chunk_size: int | None = None, memory_budget=None,
          num_devices: int | None = None, buckets="auto", devices: Sequence | None = None,
          matmul_precision: str | None = None) -> Plan:
@@ -290,23 +292,22 @@ def plan(sweep: Sweep, *, chunk_size: int | None = None, memory_budget=None,
     on a CPU and 1 elsewhere (:func:`resolve_buckets`). ``devices`` (default: the local
     devices) are those the chunks will run on; ``num_devices`` overrides their count.
     ``matmul_precision``: see :data:`MATMUL_PRECISIONS` (default
-    :data:`DEFAULT_MATMUL_PRECISION`). Memory: two ints per run."""
-    devices = list(devices) if devices is not None else jax.local_devices()
-    num_devices = num_devices or len(devices)
-    platform = devices[0].platform
-    buckets = resolve_buckets(buckets, platform)
+    :data:`DEFAULT_MATMUL_PRECISION`). Memory: two ints per run.
+
+    The options and every run are checked before JAX is imported (for its devices)."""
+    check_plan_options(chunk_size, memory_budget, buckets, matmul_precision)
     matmul_precision = resolve_precision(matmul_precision)
     keys: dict[tuple, int] = {}
     specs: list[tuple[Spec, int, bool]] = []
     n_pads: list[int] = []
-    group_of = np.empty(sweep.size, dtype=np.int32)
-    sizes = np.empty(sweep.size, dtype=np.int64)  # examples per run, for the buckets
+    group_of = array.array("i", [0]) * sweep.size
+    sizes = array.array("q", [0]) * sweep.size  # examples per run, for the buckets
     saves = 0
     _check_seeds(sweep)
     per_point = sweep.seed_count  # runs that differ only in their seed: one configuration
     for start in range(0, sweep.size, per_point):
         cfg = sweep.config(start)
-        counts = class_counts_of(cfg)
+        counts = cfg.class_counts
         spec = spec_of(cfg)
         key = (spec, len(counts), cfg.x64)
         if key not in keys:
@@ -314,10 +315,19 @@ def plan(sweep: Sweep, *, chunk_size: int | None = None, memory_budget=None,
             specs.append(key)
             n_pads.append(0)
         g = keys[key]
-        group_of[start:start + per_point] = g
-        sizes[start:start + per_point] = sum(counts)
+        group_of[start:start + per_point] = array.array("i", [g]) * per_point
+        sizes[start:start + per_point] = array.array("q", [sum(counts)]) * per_point
         n_pads[g] = max(n_pads[g], int(sum(counts)))
         saves = max(saves, spec.saves)
+    # Every run is valid: the arrays and the devices now.
+    import jax
+    import numpy as np
+
+    group_of, sizes = np.frombuffer(group_of, np.int32), np.frombuffer(sizes, np.int64)
+    devices = list(devices) if devices is not None else jax.local_devices()
+    num_devices = num_devices or len(devices)
+    platform = devices[0].platform
+    buckets = resolve_buckets(buckets, platform)
     groups = [Group(spec, k, n_pad, x64, np.flatnonzero(group_of == g))
               for g, ((spec, k, x64), n_pad) in enumerate(zip(specs, n_pads, strict=True))]
     run_bytes = max(estimate_run_bytes(g.spec, g.num_classes, g.n_pad, g.x64) for g in groups)
@@ -332,8 +342,6 @@ def plan(sweep: Sweep, *, chunk_size: int | None = None, memory_budget=None,
         else:
             chunk_size = balanced_chunk(per_device * num_devices,
                                         max(len(g.runs) for g in groups), num_devices)
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ConfigError(f"chunk_size={chunk_size!r} must be an integer >= 1")
     chunk_size = min(chunk_size, sweep.size)
     if buckets != 1:
         groups = [bucket for g in groups

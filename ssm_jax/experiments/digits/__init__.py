@@ -37,35 +37,43 @@ training one. This module checks that on a real network and real images:
 Modules, one idea each: :mod:`.config` (:class:`DigitsConfig` and its validation),
 :mod:`.schedule` (warm-up and time), :mod:`.data`, :mod:`.network` (the MLP, its objective
 and observations), :mod:`.training`, :mod:`.ufm` (the bridge), :mod:`.results` and
-:mod:`.report`. Their public names are re-exported here; the figure is
+:mod:`.report`. Their public names are re-exported here, imported when first used
+(:mod:`ssm_jax.lazy`: the command line reads :mod:`.config` without JAX); the figure is
 :func:`ssm_jax.plot.digits_figure`.
 """
 
-from .config import METHODS, NUM_CLASSES, PIXELS, WEIGHTINGS, DigitsConfig, validate_digits
-from .data import DigitsData, load_data
-from .network import (
-    Params,
-    init_mlp,
-    neural_collapse,
-    objective_fn,
-    observe_fn,
-    penultimate,
-    weight_decay_penalty,
-)
-from .report import print_report
-from .results import RECORDED_PER_CLASS, DigitsResult, run_digits, save_params
-from .schedule import elapsed_multiplier, lr_multiplier
-from .training import problem_of_labels, resolve_vmap_size, train_all, weighting_arrays
-from .ufm import (
-    UFM_PARAMETRIZATIONS,
-    bridge,
-    bridge_summary,
-    closed_form_delay,
-    fit_exponent,
-    loss_time,
-    ufm_config,
-    ufm_trajectories,
-)
+from typing import TYPE_CHECKING
+
+from ... import lazy
+
+if TYPE_CHECKING:
+    from .config import METHODS, NUM_CLASSES, PIXELS, WEIGHTINGS, DigitsConfig, validate_digits
+    from .data import DigitsData, load_data
+    from .network import (
+        Params,
+        init_mlp,
+        neural_collapse,
+        objective_fn,
+        observe_fn,
+        penultimate,
+        weight_decay_penalty,
+    )
+    from .report import print_report
+    from .results import RECORDED_PER_CLASS, DigitsResult, run_digits, save_params
+    from .schedule import elapsed_multiplier, lr_multiplier
+    from .training import problem_of_labels, resolve_vmap_size, train_all, weighting_arrays
+    from .ufm import (
+        UFM_PARAMETRIZATIONS,
+        bridge,
+        bridge_summary,
+        closed_form_delay,
+        fit_exponent,
+        loss_time,
+        ufm_config,
+        ufm_trajectories,
+    )
+
+__getattr__, __dir__ = lazy.attach(__name__, __file__)
 
 __all__ = [
     "METHODS",

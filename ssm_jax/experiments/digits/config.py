@@ -1,16 +1,17 @@
-"""The digits experiment's configuration (:class:`DigitsConfig`) and its validation."""
+"""The digits experiment's configuration (:class:`DigitsConfig`) and its validation.
+
+This module imports no JAX, numpy or scikit-learn when imported (the command line builds
+its parser from :class:`DigitsConfig`'s fields). Validation reads the bundled dataset's
+class sizes last, so every other bad value is refused before scikit-learn is imported.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
 
-import numpy as np
-
 from ...config import ConfigError, _finite, _positive_int
-from ...dynamics import discrete
-from ...problem import step_counts
-from .schedule import elapsed_multiplier
+from ...imbalance import step_counts
 
 NUM_CLASSES = 10
 # The optimisers the MLP trainer supports: the spectral ones act on the UFM's two
@@ -32,7 +33,9 @@ WEIGHTINGS: dict[str, tuple[float, bool]] = {
 }
 
 
-def _digit_counts() -> np.ndarray:
+def _digit_counts():
+    """Examples per digit in scikit-learn's bundled dataset (10,)."""
+    import numpy as np
     from sklearn.datasets import load_digits
 
     return np.bincount(load_digits().target, minlength=NUM_CLASSES)
@@ -95,9 +98,11 @@ class DigitsConfig:
     def majority(self) -> tuple[int, ...]:
         return tuple(c for c in range(NUM_CLASSES) if c not in self.minority)
 
-    def minority_mask(self) -> np.ndarray:
+    def minority_mask(self):
         """Boolean mask (10,) of the minority digits (index = digit). The split is the
         configured one, so it holds at ``ratio = 1`` too, where no count tells them apart."""
+        import numpy as np
+
         return np.isin(np.arange(NUM_CLASSES), self.minority)
 
     def train_counts(self) -> tuple[int, ...]:
@@ -106,18 +111,24 @@ class DigitsConfig:
         return tuple(n_minor if c in self.minority else self.train_per_class
                      for c in range(NUM_CLASSES))
 
-    def checkpoint_steps(self) -> np.ndarray:
+    def checkpoint_steps(self):
         """Steps of the checkpoints (evenly spaced, 0 and ``steps`` included)."""
+        from ...dynamics import discrete
+
         return discrete.save_steps(self.steps, self.checkpoints)
 
-    def checkpoint_times(self) -> np.ndarray:
+    def checkpoint_times(self):
         """Time at each checkpoint: the summed learning rate of the steps before it."""
+        from .schedule import elapsed_multiplier
+
         return self.lr * elapsed_multiplier(self.checkpoint_steps(), self.warmup,
                                             self.warmup_factor)
 
     def early_index(self) -> int:
         """Index of the checkpoint nearest ``early_step`` (default: the end of the warm-up,
         or ``steps / 10`` without warm-up)."""
+        import numpy as np
+
         default = min(self.warmup, self.steps) if self.warmup > 0 else self.steps / 10
         target = default if self.early_step is None else self.early_step
         return int(np.argmin(np.abs(self.checkpoint_steps() - target)))
@@ -136,11 +147,6 @@ def validate_digits(cfg: DigitsConfig) -> None:
     if not 1 <= len(minority) <= NUM_CLASSES - 1:
         raise ConfigError(f"minority={minority!r}: need between 1 and 9 minority digits")
     _positive_int("test_per_class", cfg.test_per_class, low=1)
-    available = int(_digit_counts().min()) - cfg.test_per_class
-    if available < 1:
-        raise ConfigError(f"test_per_class={cfg.test_per_class} is out of range: the smallest "
-                          f"digit has {available + cfg.test_per_class} examples")
-    _positive_int("train_per_class", cfg.train_per_class, low=1, high=available)
     _positive_int("split_seed", cfg.split_seed, low=0, high=MAX_SEED)
     if not 1 <= len(cfg.hidden) <= MAX_LAYERS:
         raise ConfigError(f"hidden={list(cfg.hidden)!r} needs between 1 and {MAX_LAYERS} "
@@ -177,3 +183,9 @@ def validate_digits(cfg: DigitsConfig) -> None:
     _finite("ufm_lr", cfg.ufm_lr, low=0.0, strict=True)
     _finite("ufm_init_scale", cfg.ufm_init_scale, low=0.0, strict=True)
     _positive_int("vmap_size", cfg.vmap_size, low=0, high=MAX_SEEDS * len(WEIGHTINGS))
+    # Last: the sizes of the bundled dataset (this imports scikit-learn).
+    available = int(_digit_counts().min()) - cfg.test_per_class
+    if available < 1:
+        raise ConfigError(f"test_per_class={cfg.test_per_class} is out of range: the smallest "
+                          f"digit has {available + cfg.test_per_class} examples")
+    _positive_int("train_per_class", cfg.train_per_class, low=1, high=available)
