@@ -178,5 +178,6 @@ def show_ldam(margin=0.5, scale=1.0):
     plt.show()
 
 
-widgets.interact(show_ldam, margin=widgets.FloatSlider(value=0.5, min=0.0, max=3.0, step=0.25),
-                 scale=widgets.FloatSlider(value=1.0, min=0.5, max=4.0, step=0.5))
+_ = widgets.interact(show_ldam,
+                     margin=widgets.FloatSlider(value=0.5, min=0.0, max=3.0, step=0.25),
+                     scale=widgets.FloatSlider(value=1.0, min=0.5, max=4.0, step=0.5))

@@ -50,9 +50,10 @@ def kernel_dir(tmp_path_factory):
     return str(root)
 
 
-def test_the_five_notebooks_are_there():
+def test_the_six_notebooks_are_there():
     assert [path.stem for path in NOTEBOOKS] == [
-        "01_quickstart", "02_paper_story", "03_sweeps", "04_meta_gradients", "05_digits"]
+        "01_quickstart", "02_paper_story", "03_sweeps", "04_meta_gradients", "05_digits",
+        "06_schedules_sampling"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
