@@ -10,7 +10,9 @@ busy machine inflates less than the wall time, with its ratio.
 
     python benchmarks/startup.py [--reps N]
 
-writes ``benchmarks/results/startup.json`` and prints a table.
+writes ``benchmarks/results/startup.json`` (every run), prints a table and, unless
+``--no-publish``, writes the section ``startup`` of the committed results file
+(``docs/data/benchmarks.json``), from which the performance page's table is built.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ TARGET = 10.0  # times the bare interpreter's start-up
 CASES = [
     ("--help", ["--help"], 0),
     *[(f"{name} --help", [name, "--help"], 0)
-      for name in ("simulate", "demo", "sweep", "plot", "grad", "meta", "geometry", "digits")],
+      for name in ("simulate", "demo", "sweep", "plot", "grad", "meta", "geometry",
+                   "resampling", "digits")],
     ("bad choice (argparse)", ["simulate", "--loss", "hinge"], 2),
     ("out of range (Config)", ["simulate", "--ratio", "0.5"], 2),
     ("no effect", ["simulate", "--weighting", "power", "--gamma", "1", "--momentum", "0.5"], 2),
@@ -83,6 +86,8 @@ def commit() -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=20, help="runs of each case (default: 20)")
+    parser.add_argument("--publish", action=argparse.BooleanOptionalAction, default=True,
+                        help="write the section 'startup' of docs/data/benchmarks.json")
     args = parser.parse_args(argv)
     ssm_jax, how = command()
     cases = [("python -c pass", [sys.executable, "-c", "pass"], 0)]
@@ -120,6 +125,34 @@ def main(argv: list[str] | None = None) -> None:
     with open(path, "w") as f:
         json.dump(results, f, indent=2)
     print(f"wrote {path}")
+    if args.publish:
+        publish(results)
+
+
+def publish(results: dict) -> None:
+    """The section ``startup`` of the results file: one row per case."""
+    import results_file
+
+    rows = [[f"`{label}`" if label == "python -c pass" else label, round(row["fastest_s"], 3),
+             round(row["ratio"], 1), round(row["median_s"], 3), round(row["slowest_s"], 3),
+             round(row["least_cpu_s"], 3), round(row["cpu_ratio"], 1)]
+            for label, row in results["cases"].items()]
+    others = [row for label, row in results["cases"].items() if label != "python -c pass"]
+    section = {
+        **results_file.provenance(results["command"],
+                                  f"{results_file.cpu_name()}, {os.cpu_count()} cores; "
+                                  f"Python {results['python']}", "Start-up of the command line"),
+        "notes": [f"Each case in a fresh process ({results['ssm_jax']}), the cases alternated "
+                  f"{results['reps']} times: the fastest run, its ratio to the fastest bare "
+                  "`python -c pass`, the median and slowest runs, and the least CPU time (user "
+                  "+ system, which a busy machine inflates less) with its ratio.",
+                  f"Slowest case: {max(r['ratio'] for r in others):.1f} times the bare "
+                  f"interpreter's wall time (target: under {TARGET:.0f})."],
+        "tables": {"cases": {"columns": ["case", "fastest (s)", "x bare", "median (s)",
+                                         "slowest (s)", "CPU (s)", "x bare (CPU)"],
+                             "rows": rows}}}
+    results_file.write_section("startup", section)
+    print(f"wrote section 'startup' of {results_file.PATH}")
 
 
 if __name__ == "__main__":

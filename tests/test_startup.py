@@ -58,7 +58,7 @@ def test_help_imports_neither_jax_nor_numpy(argv):
 
 def test_every_subcommand_is_probed():
     assert set(subcommands()) == {"simulate", "demo", "sweep", "plot", "grad", "meta",
-                                  "geometry", "digits"}
+                                  "geometry", "resampling", "digits"}
 
 
 BAD_INPUT = [
@@ -93,6 +93,16 @@ BAD_INPUT = [
     (["meta", "--learn", "weights", "--method", "flow", "--stop-metric", "loss",
       "--stop-at", "0.1"], "drop the stop event"),
     (["geometry", "--weight-decays", "0"], "weight-decays=0.0 is out of range"),
+    (["geometry", "--collapse-ratios", "0.5"], "ratios=0.5 is out of range"),
+    (["simulate", "--reweight-from", "10"], "reweight_from=10.0 has no effect"),
+    (["simulate", "--weighting", "power", "--gamma", "1", "--reweight-from", "9",
+      "--reweight-until", "3"], "must be < reweight_until"),
+    (["simulate", "--sampling", "sqrt"], "sampling='sqrt' has no effect without batch_size"),
+    (["simulate", "--batch-size", "8", "--method", "flow"], "batch_size=8 has no effect"),
+    (["simulate", "--loss", "ldam", "--ldam-scale", "0"], "ldam_scale=0.0"),
+    (["grad", "--wrt", "reweight_from"], "needs the switch"),
+    (["resampling", "--weighting", "power", "--gamma", "1"], "leave weighting='erm'"),
+    (["resampling", "--lrs", "1,-2"], "must be finite learning rates > 0"),
     (["digits", "--tau", "-1"], "tau=-1.0"),
     (["digits", "--method", "flow"], "method='flow' is not one of"),
     (["digits", "--minority", "1,1"], "lists a digit twice"),
@@ -126,7 +136,7 @@ def test_most_refusals_import_no_numpy_either(argv):
 
 def test_bad_output_folder_exits_before_jax(tmp_path):
     (tmp_path / "file").write_text("")
-    for command in ("demo", "meta", "geometry", "digits"):
+    for command in ("demo", "meta", "geometry", "resampling", "digits"):
         status, modules, _, err = probe([command, "--out", str(tmp_path / "file")])
         assert status == 2 and "is not a folder" in err, err
         assert not modules & set(HEAVY)

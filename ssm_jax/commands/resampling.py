@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-
 from .arguments import (
     EXIT_DIVERGED,
     add_simulate_options,
@@ -69,6 +67,8 @@ def run(args) -> int:
 def print_table(result: dict) -> None:
     """One row per (learning rate, arm): delay and balanced accuracy, mean ± std over seeds,
     and the fraction of seeds that diverged."""
+    import numpy as np
+
     show = lambda pair: ("      -" if not np.isfinite(pair[0])  # noqa: E731
                          else f"{pair[0]:.3f}±{pair[1]:.3f}")
     print(f"class counts {result['class_counts']}; batch {result['batch_size']}; sampler "

@@ -18,12 +18,10 @@ approximate in expectation.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
-import numpy as np
-
 from ..config import Config, ConfigError
-from ..metrics import delay_ratio, majority_mask, minority_mask
 from ..registry import SAMPLINGS
 
 #: label -> (weighting, sampling, minibatches): the arms compared at every learning rate.
@@ -77,17 +75,17 @@ def compare(cfg: Config, lrs: Sequence[float], t1: float, *, seeds: int = 8,
     The reweighting exponent is the sampler's ``expected_gamma``, so that the arms agree in
     expectation. Returns ``{"t1", "gamma", "sampler", "lrs", "class_counts", "arms": {arm:
     [one summary per lr]}}``, each summary (:func:`summarise`) over the seeds."""
-    from ..sweep import make_sweep, run
-
     check_base(cfg, sampler)
     lrs = [float(lr) for lr in lrs]
-    if not lrs or any(not np.isfinite(lr) or lr <= 0 for lr in lrs):
+    if not lrs or any(not math.isfinite(lr) or lr <= 0 for lr in lrs):
         raise ConfigError(f"lrs={lrs!r} must be finite learning rates > 0")
-    if not np.isfinite(t1) or t1 <= 0:
+    if not math.isfinite(t1) or t1 <= 0:
         raise ConfigError(f"t1={t1!r} must be a finite time > 0")
     gamma = SAMPLINGS[sampler].expected_gamma
     configs = {arm: [arm_config(cfg, arm, lr, t1, gamma, sampler) for lr in lrs]
                for arm in ARMS}  # every configuration is checked before any run
+    from ..sweep import make_sweep, run
+
     out = {"t1": t1, "gamma": gamma, "sampler": sampler, "lrs": lrs, "seeds": seeds,
            "batch_size": cfg.batch_size, "class_counts": list(cfg.class_counts), "arms": {}}
     for arm, by_lr in configs.items():
@@ -102,6 +100,10 @@ def summarise(ds, lr: float) -> dict:
     diverged, the majority and minority half times, and the balanced accuracy at a quarter,
     half and all of the time. Each statistic is ``[mean, standard deviation]`` over the
     seeds that did not diverge and where it is defined (NaN when none)."""
+    import numpy as np
+
+    from ..metrics import delay_ratio, majority_mask, minority_mask
+
     counts = ds.class_counts.values[0]
     minor, major = minority_mask(counts), majority_mask(counts)
     half = ds.half_time.values  # (seed, class)
