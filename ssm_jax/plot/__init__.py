@@ -7,7 +7,7 @@ Every function draws on axes it is given or builds a figure that it saves to a p
 returns; nothing is shown.
 """
 
-from .digits import digits_figure
+from .digits import digits_figure, digits_recipes_figure
 from .geometry import geometry_figure, minority_figure, terminal_figure
 from .meta import meta_figure
 from .runs import class_accuracy_panel, demo_figure
@@ -19,6 +19,7 @@ __all__ = [
     "delay_heatmap",
     "demo_figure",
     "digits_figure",
+    "digits_recipes_figure",
     "geometry_figure",
     "meta_figure",
     "minority_figure",
