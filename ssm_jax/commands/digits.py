@@ -39,7 +39,7 @@ OPTIONS = [
     ("--hidden", "hidden", _digits_list, "hidden layer widths; the last is the feature dim d"),
     ("--init-scale", "init_scale", float, "multiplier of the He-normal initialisation"),
     ("--weightings", "weightings", _names,
-     f"recipes to compare, comma separated, from {','.join(digits.RECIPES)} (docs: Real "
+     f"recipes to compare, comma separated, from {', '.join(digits.RECIPES)} (docs: Real "
      "data, Recipes)"),
     ("--tau", "tau", float, "logit-adjustment strength tau (>= 0)"),
     ("--reweight-from", "reweight_from", float,
@@ -61,7 +61,7 @@ OPTIONS = [
     ("--sampling", "sampling", str,
      f"how minibatches are drawn, for every recipe but resample: {', '.join(SAMPLINGS)}"),
     ("--checkpoints", "checkpoints", int, "evenly spaced checkpoints (step 0 and the end incl.)"),
-    ("--seeds", "seeds", int, "initialisation seeds per weighting"),
+    ("--seeds", "seeds", int, "initialisation seeds per recipe"),
     ("--seed", "seed", int, "base PRNG seed (run s uses fold_in(PRNGKey(seed), s))"),
     ("--early-step", "early_step", int, "step of the 'early' checkpoint in the report"),
     ("--ufm-steps", "ufm_steps", int, "GD steps of the UFM runs of the bridge"),
@@ -75,6 +75,7 @@ OPTIONS = [
 # Defaults that are rules rather than values.
 _SHOWN = {
     "early_step": "end of warm-up",
+    "weightings": "all of them",
     "batch_size": "the full batch; n draws per step for a class sampler",
     "reweight_from": f"{digits.SWITCH_FRACTION:g} x the training time",
     "reweight_until": f"{digits.SWITCH_FRACTION:g} x the training time",
