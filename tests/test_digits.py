@@ -596,7 +596,8 @@ def test_ufm_runs_are_the_core_runs_of_their_recipes():
     ufm_recipe_config: same weights and switch, loss, sampler and batches."""
     from ssm_jax.simulate import simulate
 
-    cfg = digits.DigitsConfig(weightings=("erm", "resample", "ldam_drw", "reweight_then_erm"),
+    cfg = digits.DigitsConfig(weightings=("erm", "resample", "ldam_drw", "reweight_then_erm",
+                                          "logit_adjusted"),
                               ufm_steps=120, ufm_lr=4.0, ufm_init_scale=0.1, ldam_margin=1.0,
                               x64=True)
     counts = cfg.train_counts()
