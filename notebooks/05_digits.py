@@ -19,10 +19,12 @@
 # trains an MLP (64-128-64-10, ReLU; its last hidden layer plays the UFM's features `H`,
 # its last layer the classifier `W`) on scikit-learn's bundled 8x8 handwritten digits
 # (no download), with digits 5-9 made ten times rarer in training and a balanced test
-# set. Weightings: ERM, $\gamma = 1/2$, $\gamma = 1$, and logit adjustment. Beside it
-# (`digits.bridge`), UFM runs with the same class counts and weightings, and the UFM's
-# closed-form delays $r^{1/2-\gamma}$ (`sample`: a free feature per example) and
-# $r^{1-\gamma}$ (`class`: one feature per class). Details and full-size numbers:
+# set. Recipes: ERM, $\gamma = 1/2$, $\gamma = 1$, logit adjustment, class-balanced
+# resampling, deferred re-weighting (DRW), re-weighting then ERM, LDAM and LDAM-DRW
+# (`digits.RECIPES`). Beside it (`digits.bridge`), UFM runs with the same class counts
+# and recipes, and the UFM's closed-form delays $r^{1/2-\gamma}$ (`sample`: a free
+# feature per example) and $r^{1-\gamma}$ (`class`: one feature per class). Details and
+# full-size numbers:
 # `docs/digits.md` (the command `ssm-jax digits` runs the same experiment).
 
 # %%
@@ -63,7 +65,7 @@ for ax in axes.flat:
 plt.show()
 
 # %% [markdown]
-# ## Train every weighting and seed
+# ## Train every recipe and seed
 #
 # One jitted call trains all runs (full batch, SGD with momentum, warm-up); the report
 # gives test accuracy early (end of warm-up) and at the end, and the minority/majority
@@ -75,13 +77,23 @@ digits.print_report(result)
 
 # %% [markdown]
 # The library's summary figure (top: balanced test accuracy; ERM's network loss curves
-# with the UFM's on the network's clock; the delays. Bottom: majority and minority test
-# accuracy per weighting).
+# with the UFM's on the network's clock; the delays. Below: majority and minority test
+# accuracy per recipe).
 
 # %%
 folder = tempfile.mkdtemp(prefix="ssm-jax-digits-")
 figure = os.path.join(folder, "digits.png")
 plot.digits_figure(result, figure)
+display(Image(filename=figure))
+
+# %% [markdown]
+# Balanced test accuracy of every recipe, with seed bands: the recipes that switch their
+# weights (right) follow ERM or $\gamma = 1$ until the switch (dotted), and the one in
+# effect afterwards from then on.
+
+# %%
+figure = os.path.join(folder, "digits_recipes.png")
+plot.digits_recipes_figure(result, figure)
 display(Image(filename=figure))
 
 # %% [markdown]
@@ -96,7 +108,8 @@ display(Image(filename=figure))
 # %%
 summary = digits.bridge_summary(result.bridge)
 ratio = summary["ratio"]
-names = [n for n in cfg.weightings if not digits.WEIGHTINGS[n][1]]  # the power laws
+names = [n for n in cfg.weightings  # the power laws
+         if n in digits.WEIGHTINGS and not digits.WEIGHTINGS[n][1]]
 gammas = np.array([digits.WEIGHTINGS[n][0] for n in names])
 network = np.array([summary["weightings"][n]["network_delay"] for n in names])
 grid = np.linspace(0, 1.2, 50)
@@ -122,7 +135,7 @@ print("fitted p in delay = r^(p - gamma):",
 # %% [markdown]
 # ## Interactive: weighting and time
 #
-# The sliders pick a weighting and a checkpoint: per-digit test accuracy of the network
+# The sliders pick a recipe and a checkpoint: per-digit test accuracy of the network
 # (mean over seeds) at that time. The first cell is the static figure.
 
 # %%

@@ -6,8 +6,14 @@ import argparse
 import dataclasses
 import os
 
-from ..experiments.digits.config import METHODS, WEIGHTINGS, DigitsConfig
+from ..experiments.digits.config import (
+    METHODS,
+    RECIPES,
+    SWITCH_FRACTION,
+    DigitsConfig,
+)
 from ..io import write_json
+from ..registry import SAMPLINGS
 from .arguments import EXIT_DIVERGED, output_folder, real
 
 # The declared defaults (read without building, hence validating, a configuration: that
@@ -41,17 +47,29 @@ OPTIONS = [
     ("--hidden", "hidden", _digits_list, "hidden layer widths; the last is the feature dim d"),
     ("--init-scale", "init_scale", float, "multiplier of the He-normal initialisation"),
     ("--weightings", "weightings", _names,
-     f"weightings to compare, comma separated, from {','.join(WEIGHTINGS)}"),
+     f"recipes to compare, comma separated, from {', '.join(RECIPES)} (docs: Real "
+     "data, Recipes)"),
     ("--tau", "tau", float, "logit-adjustment strength tau (>= 0)"),
+    ("--reweight-from", "reweight_from", float,
+     "time T0 (summed lr) from which drw and ldam_drw use their weighting (ERM before)"),
+    ("--reweight-until", "reweight_until", float,
+     "time T1 (summed lr) until which reweight_then_erm uses its weighting (ERM after)"),
+    ("--ldam-margin", "ldam_margin", float,
+     "LDAM: the largest class margin, the margins are m_c ∝ n_c^-1/4 (>= 0)"),
+    ("--ldam-scale", "ldam_scale", float, "LDAM: the logits are scaled by this (> 0)"),
     ("--method", "method", str, "optimiser: " + ", ".join(METHODS)),
     ("--lr", "lr", float, "peak learning rate"),
     ("--momentum", "momentum", float, "momentum coefficient (method momentum)"),
     ("--warmup", "warmup", int, "steps of geometric learning-rate warm-up (0: constant lr)"),
     ("--warmup-factor", "warmup_factor", float, "the warm-up starts at lr / warmup_factor"),
     ("--weight-decay", "weight_decay", float, "weight decay on the weight matrices"),
-    ("--steps", "steps", int, "full-batch training steps"),
+    ("--steps", "steps", int, "training steps"),
+    ("--batch-size", "batch_size", int,
+     "minibatch SGD: examples per step (class samplers: draws per step) for every recipe"),
+    ("--sampling", "sampling", str,
+     f"how minibatches are drawn, for every recipe but resample: {', '.join(SAMPLINGS)}"),
     ("--checkpoints", "checkpoints", int, "evenly spaced checkpoints (step 0 and the end incl.)"),
-    ("--seeds", "seeds", int, "initialisation seeds per weighting"),
+    ("--seeds", "seeds", int, "initialisation seeds per recipe"),
     ("--seed", "seed", int, "base PRNG seed (run s uses fold_in(PRNGKey(seed), s))"),
     ("--early-step", "early_step", int, "step of the 'early' checkpoint in the report"),
     ("--ufm-steps", "ufm_steps", int, "GD steps of the UFM runs of the bridge"),
@@ -62,21 +80,33 @@ OPTIONS = [
 ]
 
 
+# Defaults that are rules rather than values.
+_SHOWN = {
+    "early_step": "end of warm-up",
+    "weightings": "all of them",
+    "batch_size": "the full batch; n draws per step for a class sampler",
+    "reweight_from": f"{SWITCH_FRACTION:g} x the training time",
+    "reweight_until": f"{SWITCH_FRACTION:g} x the training time",
+}
+
+
 def register(sub) -> None:
     parser = sub.add_parser(
         "digits", help="real-data check: imbalanced digits with a small MLP vs the UFM",
         description="scikit-learn's bundled 8x8 digits with a step imbalance on the training "
-        "set (balanced test set); an MLP trained full batch with ERM, power-law weights "
-        "(gamma 1/2, 1) and logit adjustment over several seeds. Prints balanced test "
-        "accuracy early and at the end, and the minority/majority delay measured on the "
-        "network vs the UFM's; writes DIR/digits.json and DIR/digits.png.",
+        "set (balanced test set); an MLP trained with each recipe (ERM, power-law weights "
+        "gamma 1/2 and 1, logit adjustment, class-balanced resampling, deferred "
+        "re-weighting, re-weighting then ERM, LDAM and LDAM with deferred re-weighting) "
+        "over several seeds. Prints balanced test accuracy early and at the end, and the "
+        "minority/majority delay measured on the network vs the UFM's; writes "
+        "DIR/digits.json, DIR/digits.png and DIR/digits_recipes.png.",
     )
     parser.add_argument("--out", default="digits_out", metavar="DIR", type=output_folder,
                         help="output folder (default: digits_out)")
     group = parser.add_argument_group("experiment")
     for flag, field, parse, text in OPTIONS:
         default = _DEFAULTS[field]
-        shown = "end of warm-up" if field == "early_step" else _shown(default)
+        shown = _SHOWN.get(field) or _shown(default)
         kind = real(field) if parse is float else parse  # finite values only
         group.add_argument(flag, dest=field, type=kind, default=default,
                            help=f"{text} (default: {shown})")
@@ -97,14 +127,15 @@ def config_from_args(args) -> DigitsConfig:
 def run(args) -> int:
     cfg = config_from_args(args)  # validated before anything runs or is written
     from ..experiments import digits
-    from ..plot import digits_figure
+    from ..plot import digits_figure, digits_recipes_figure
 
     result = digits.run_digits(cfg)
     digits.print_report(result)
     os.makedirs(args.out, exist_ok=True)
     write_json(result.to_dict(), os.path.join(args.out, "digits.json"))
     digits_figure(result, os.path.join(args.out, "digits.png"))
-    written = ["digits.json", "digits.png"]
+    digits_recipes_figure(result, os.path.join(args.out, "digits_recipes.png"))
+    written = ["digits.json", "digits.png", "digits_recipes.png"]
     if args.save_params:
         digits.save_params(result, os.path.join(args.out, "digits_params.npz"))
         written.append("digits_params.npz")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from .. import lazy
 
 if TYPE_CHECKING:
-    from .digits import digits_figure
+    from .digits import digits_figure, digits_recipes_figure
     from .geometry import (
         collapse_ratio_figure,
         decay_figure,
@@ -35,6 +35,7 @@ __all__ = [
     "delay_heatmap",
     "demo_figure",
     "digits_figure",
+    "digits_recipes_figure",
     "geometry_figure",
     "meta_figure",
     "minority_figure",

@@ -16,30 +16,36 @@ training one. This module checks that on a real network and real images:
 * **Training.** Full-batch optax (``gd``, ``momentum`` or ``adam``, the core's
   :func:`ssm_jax.dynamics.discrete.optimizer`) inside ``lax.scan``
   (:func:`ssm_jax.dynamics.discrete.run`) on the core's objective convention
-  :math:`L = \frac1n\sum_i \omega_{y_i}\,\mathrm{CE}(z_i + \tau\log\pi, y_i)`
+  :math:`L = \frac1n\sum_i s_i\,\omega_{y_i}(t)\,\ell(z_i + \tau\log\pi, y_i)`
   (+ weight decay on the weight matrices), with class weights from
-  :func:`ssm_jax.weights.class_weights`. Weightings (:data:`WEIGHTINGS`): ``erm``
-  (:math:`\omega = 1, \tau = 0`), ``gamma=1/2`` and ``gamma=1`` (:math:`\omega_c \propto
-  n_c^{-\gamma}`), ``logit_adjusted`` (:math:`\omega = 1`, additive :math:`\tau\log\pi_c` on
-  the training logits, Menon et al. 2021; predictions use the plain logits). Every
-  weighting and seed runs in one ``vmap``; a seed gives every weighting the same
-  initialisation.
+  :func:`ssm_jax.weights.class_weights`. A recipe (:data:`RECIPES`, the names of
+  ``--weightings``) sets the weights and when they apply, tau, the loss and the sampler:
+  ``erm`` (:math:`\omega = 1, \tau = 0`), ``gamma=1/2`` and ``gamma=1`` (:math:`\omega_c
+  \propto n_c^{-\gamma}`), ``logit_adjusted`` (:math:`\omega = 1`, additive
+  :math:`\tau\log\pi_c` on the training logits, Menon et al. 2021; predictions use the
+  plain logits), ``resample`` (class-balanced sampling), ``drw`` (ERM, then
+  :math:`\gamma = 1` from ``reweight_from``), ``reweight_then_erm`` (:math:`\gamma = 1`
+  until ``reweight_until``, then ERM), ``ldam`` and ``ldam_drw`` (the LDAM loss, Cao et
+  al. 2019). Minibatches (:math:`s_i`, :mod:`ssm_jax.sampling`) with ``batch_size`` and
+  ``sampling``. Every recipe and seed runs in one program (each recipe is a set of per-run
+  arrays, :mod:`.recipes`); a seed gives every recipe the same initialisation.
 * **Recorded at each checkpoint** (see :func:`observe_fn`): per-class and balanced test
   and train accuracy, per-class train loss (unweighted CE), own output, the UFM mode
   strengths :math:`a_c = e_c^\top W H v_c` along the label matrix's singular vectors
   (:math:`Y = \sum_c \sqrt{n_c}\, e_c v_c^\top`, :math:`v_c = 1_c/\sqrt{n_c}`), the
   classifier rows and class-mean features, and neural collapse NC1.
-* **Bridge.** :func:`bridge` runs the UFM (:func:`ssm_jax.simulate.simulate`, cross-entropy,
-  the same class counts and weighting) and compares its minority/majority delay ratio, and
-  the closed form :math:`(n_{maj}/n_{min})^{1/2-\gamma}` of the sample-parametrised UFM, with
-  the delay measured on the network.
+* **Bridge.** :func:`bridge` runs the UFM (the core's pieces, the same class counts and
+  recipe, :func:`ufm_recipe_config`) and compares its minority/majority delay ratio, and
+  the closed form :math:`(n_{maj}/n_{min})^{1/2-\gamma}` of the sample-parametrised UFM,
+  with the delay measured on the network.
 
 Modules, one idea each: :mod:`.config` (:class:`DigitsConfig` and its validation),
 :mod:`.schedule` (warm-up and time), :mod:`.data`, :mod:`.network` (the MLP, its objective
-and observations), :mod:`.training`, :mod:`.ufm` (the bridge), :mod:`.results` and
-:mod:`.report`. Their public names are re-exported here, imported when first used
-(:mod:`ssm_jax.lazy`: the command line reads :mod:`.config` without JAX); the figure is
-:func:`ssm_jax.plot.digits_figure`.
+and observations), :mod:`.recipes` (recipes as per-run arrays), :mod:`.training`,
+:mod:`.ufm` (the bridge), :mod:`.results` and :mod:`.report`. Their public names are
+re-exported here, imported when first used (:mod:`ssm_jax.lazy`: the command line reads
+:mod:`.config` without JAX); the figures are :func:`ssm_jax.plot.digits_figure` and
+:func:`ssm_jax.plot.digits_recipes_figure`.
 """
 
 from typing import TYPE_CHECKING
@@ -47,7 +53,17 @@ from typing import TYPE_CHECKING
 from ... import lazy
 
 if TYPE_CHECKING:
-    from .config import METHODS, NUM_CLASSES, PIXELS, WEIGHTINGS, DigitsConfig, validate_digits
+    from .config import (
+        METHODS,
+        NUM_CLASSES,
+        PIXELS,
+        RECIPES,
+        SWITCH_FRACTION,
+        WEIGHTINGS,
+        DigitsConfig,
+        Recipe,
+        validate_digits,
+    )
     from .data import DigitsData, load_data
     from .network import (
         Params,
@@ -58,6 +74,7 @@ if TYPE_CHECKING:
         penultimate,
         weight_decay_penalty,
     )
+    from .recipes import RecipeArrays, recipe_arrays
     from .report import print_report
     from .results import RECORDED_PER_CLASS, DigitsResult, run_digits, save_params
     from .schedule import elapsed_multiplier, lr_multiplier
@@ -67,9 +84,11 @@ if TYPE_CHECKING:
         bridge,
         bridge_summary,
         closed_form_delay,
+        effective_gamma,
         fit_exponent,
         loss_time,
         ufm_config,
+        ufm_recipe_config,
         ufm_trajectories,
     )
 
@@ -79,16 +98,21 @@ __all__ = [
     "METHODS",
     "NUM_CLASSES",
     "PIXELS",
+    "RECIPES",
     "RECORDED_PER_CLASS",
+    "SWITCH_FRACTION",
     "UFM_PARAMETRIZATIONS",
     "WEIGHTINGS",
     "DigitsConfig",
     "DigitsData",
     "DigitsResult",
     "Params",
+    "Recipe",
+    "RecipeArrays",
     "bridge",
     "bridge_summary",
     "closed_form_delay",
+    "effective_gamma",
     "elapsed_multiplier",
     "fit_exponent",
     "init_mlp",
@@ -101,11 +125,13 @@ __all__ = [
     "penultimate",
     "print_report",
     "problem_of_labels",
+    "recipe_arrays",
     "resolve_vmap_size",
     "run_digits",
     "save_params",
     "train_all",
     "ufm_config",
+    "ufm_recipe_config",
     "ufm_trajectories",
     "validate_digits",
     "weight_decay_penalty",

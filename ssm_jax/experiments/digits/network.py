@@ -46,19 +46,29 @@ def weight_decay_penalty(params: Params, weight_decay) -> Float[Array, ""]:
     return 0.5 * weight_decay * (squares + jnp.sum(params["W"] ** 2))
 
 
-
-
-def objective_fn(x, problem: Problem, omega, tau, weight_decay):
+def objective_fn(x, problem: Problem, omega, tau, weight_decay, margins=None, ldam_scale=1.0):
     r"""``params -> L`` =
-    :math:`\frac1n\sum_i\omega_{y_i}\mathrm{CE}(z_i+\tau\log\pi, y_i)` + weight decay."""
+    :math:`\frac1n\sum_i\omega_{y_i}\ell(z_i+\tau\log\pi, y_i)` + weight decay, with
+    :math:`\ell` the cross-entropy, or the LDAM loss with ``margins`` (k,) and
+    ``ldam_scale`` (:func:`ssm_jax.losses.ldam`; margins 0 and scale 1 are cross-entropy).
+
+    The objective also takes ``(params, omega_t, factors)``: the class weights in effect
+    (a schedule's phase; default ``omega``) and the per-example minibatch factors
+    (:mod:`ssm_jax.sampling`; default the full batch), as the core's
+    :func:`ssm_jax.simulate.objective_fn`."""
     onehot = problem.onehot()
     example_weights = model.example_weights(problem, omega)
     log_prior = jnp.log(problem.priors())
 
-    def objective(params):
+    def objective(params, omega_t=None, factors=None):
+        weights = (example_weights if omega_t is None
+                   else model.example_weights(problem, omega_t))
+        if factors is not None:
+            weights = weights * factors
         z = model.outputs(params, penultimate(params, x)) + tau * log_prior[:, None]
-        values = losses.cross_entropy(z, onehot)
-        return (losses.weighted_mean(values, example_weights, problem.mask)
+        values = (losses.cross_entropy(z, onehot) if margins is None
+                  else losses.ldam(z, onehot, margins, ldam_scale))
+        return (losses.weighted_mean(values, weights, problem.mask)
                 + weight_decay_penalty(params, weight_decay))
 
     return objective
@@ -83,11 +93,13 @@ def neural_collapse(feats: Float[Array, "d n"], problem: Problem) -> Float[Array
 
 
 def observe_fn(x_train, train: Problem, x_test, test: Problem, objective):
-    """``params -> dict`` saved at each checkpoint (all over real examples; see module doc)."""
+    """``params -> dict`` saved at each checkpoint (all over real examples; see module doc).
+    ``(params, omega_t)`` records the full-batch objective with the class weights in
+    effect (:func:`objective_fn`)."""
     onehot = train.onehot()
     counts = onehot.sum(axis=1)
 
-    def observe(params):
+    def observe(params, *phase):
         feats = penultimate(params, x_train)
         seen_train = metrics.snapshot(model.outputs(params, feats), train, losses.cross_entropy)
         seen_test = metrics.snapshot(model.outputs(params, penultimate(params, x_test)), test,
@@ -96,7 +108,7 @@ def observe_fn(x_train, train: Problem, x_test, test: Problem, objective):
         feature_means = (feats @ onehot.T) / counts  # d x k
         nc1 = neural_collapse(feats, train)
         return {
-            "loss": objective(params),
+            "loss": objective(params, *phase),
             "test_per_class_accuracy": seen_test["per_class_accuracy"],
             "test_balanced_accuracy": seen_test["balanced_accuracy"],
             "train_per_class_accuracy": seen_train["per_class_accuracy"],

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...io import atomic_write, to_json_value
-from .config import DigitsConfig
+from .config import FROM, RECIPES, UNTIL, DigitsConfig
 from .data import DigitsData, load_data
+from .recipes import FULL_BATCH, PHASES, batch_size_of, run_samplers
 from .training import train_all
 from .ufm import bridge, bridge_summary
 
@@ -52,6 +53,8 @@ class DigitsResult:
     def to_dict(self) -> dict:
         """JSON-ready dict (keys documented in docs/digits.md and the README)."""
         rec, cfg = self.recorded, self.config
+        n = sum(self.data.train_counts)
+        switch_times = cfg.switch_times()
         data = {
             "checkpoints": cfg.checkpoint_steps(),
             "time": cfg.checkpoint_times(),
@@ -62,19 +65,36 @@ class DigitsResult:
             "minority_digits": sorted(cfg.minority),
             "majority_digits": list(cfg.majority),
             "weightings": list(cfg.weightings),
+            "recipes": {name: RECIPES[name].help for name in cfg.weightings},
+            "phases": list(PHASES),
+            "reweight_from": switch_times[0],
+            "reweight_until": switch_times[1],
+            "batch_size": batch_size_of(cfg, n),
             "diverged": self.diverged,
             "config": cfg.to_dict(),
         }
+        samplers = run_samplers(cfg, n)
         for w, name in enumerate(cfg.weightings):
             groups = self.group_accuracy(w)
             steps = rec["diverged_step"][w]
             links = self.bridge["weightings"][name]
+            recipe = RECIPES[name]
+            switch = [int(v) if v <= cfg.steps else None for v in rec["switch_steps"][w]]
             data[name] = {
                 "balanced_test_accuracy": groups["balanced"],
                 "majority_test_accuracy": groups["majority"],
                 "minority_test_accuracy": groups["minority"],
                 "class_weights": rec["weights"][w],
                 "tau": float(rec["tau"][w]),
+                "phase_weights": rec["phase_weights"][w],
+                "reweight_from": switch_times[0] if recipe.schedule == FROM else None,
+                "reweight_until": switch_times[1] if recipe.schedule == UNTIL else None,
+                "reweight_from_step": switch[0] if recipe.schedule == FROM else None,
+                "reweight_until_step": switch[1] if recipe.schedule == UNTIL else None,
+                "loss": "ldam" if recipe.ldam else "ce",
+                "ldam_margins": rec["margins"][w],
+                "ldam_scale": float(rec["ldam_scale"][w]),
+                "sampling": None if samplers[w] == FULL_BATCH else samplers[w],
                 "train_loss": rec["loss"][w],
                 **{key: rec[key][w] for key in RECORDED_PER_CLASS},
                 "nc1": rec["nc1"][w],
@@ -97,16 +117,12 @@ RECORDED_PER_CLASS = ("test_per_class_accuracy", "train_per_class_accuracy",
                       "feature_mode_norm", "nc1_per_class")
 
 
-
-
 def run_digits(cfg: DigitsConfig | None = None) -> DigitsResult:
-    """Load the data, train every weighting and seed, and build the UFM bridge."""
+    """Load the data, train every recipe and seed, and build the UFM bridge."""
     cfg = cfg or DigitsConfig()
     data = load_data(cfg)
     recorded = train_all(cfg, data)
     return DigitsResult(cfg, data, recorded, bridge(cfg, data, recorded))
-
-
 
 
 def save_params(result: DigitsResult, path) -> None:
