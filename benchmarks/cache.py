@@ -30,8 +30,8 @@ sys.path.insert(0, HERE)
 RESULTS = os.path.join(HERE, "results")
 SSM_JAX = [sys.executable, "-m", "ssm_jax"]
 # A W1-shaped sweep (squared loss, 12 ratio x gamma points, 2 seeds), repeated to a new file.
-SWEEP = ["sweep", "--ratio", "1,2,5,10", "--gamma", "0,0.5,1", "--seeds", "2",
-         "--no-progress"]
+SWEEP = ["sweep", "--ratio", "1,2,5,10", "--weighting", "power", "--gamma", "0,0.5,1",
+         "--seeds", "2", "--no-progress"]
 COMMANDS = {
     "simulate": lambda out: ["simulate"],
     "demo": lambda out: ["demo", "--out", out],

@@ -172,17 +172,6 @@ def weights_at(schedule: WeightSchedule, t, lr) -> Float[Array, " k"]:
     return value + through @ (weights[1:] - weights[:-1])
 
 
-def segments(schedule: WeightSchedule, t1) -> tuple[Array, Array]:
-    """``(starts, lengths)`` (m,) of the phases of a solve on ``[0, t1]``: switch times are
-    clipped to ``[0, t1]``, so a switch after the end leaves an empty last phase."""
-    dtype = schedule.phase_weights.dtype
-    t1 = jnp.asarray(t1, dtype)
-    inner = jnp.clip(schedule.switch_times.astype(dtype), 0.0, t1)
-    bounds = jnp.concatenate([jnp.zeros((1,), dtype), inner, t1[None]])
-    bounds = jax.lax.cummax(bounds)
-    return bounds[:-1], bounds[1:] - bounds[:-1]
-
-
 def to_json(schedule: WeightSchedule | None) -> dict | None:
     """``{"switch_times": [...], "phase_weights": [[...], ...]}`` (None without one)."""
     if schedule is None:

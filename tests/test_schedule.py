@@ -285,3 +285,30 @@ def test_command_line_schedules(tmp_path, capsys):
     assert np.isfinite(gradient["reweight_until"])
     assert main(["simulate", "--reweight-from", "10"]) == 2
     assert "no effect with weighting='erm'" in capsys.readouterr().err
+
+
+def test_a_phased_flow_stops_at_an_event_and_freezes_the_later_phases(x64):
+    """Early stopping inside the second phase: the solve stops there, the later saves hold
+    the stopped model, and the run reports the stop time."""
+    cfg = small(loss="ce", method="flow", t1=60.0, saves=31, reweight_from=5.0,
+                stop_metric="balanced_accuracy", stop_at=0.9)
+    tr = simulate(cfg).trajectory
+    stats = tr.flow
+    assert int(stats.status) == 1  # stopped
+    stop = float(stats.stop_time)
+    assert 5.0 < stop < 60.0
+    after = np.asarray(tr.t) > stop
+    assert after.sum() >= 2
+    np.testing.assert_array_equal(tr.own_output[after], np.broadcast_to(
+        tr.own_output[after][0], tr.own_output[after].shape))
+    assert tr.balanced_accuracy[after][0] >= 0.9
+
+
+def test_a_phased_flow_that_runs_out_of_steps_fails_with_nan_saves(x64):
+    cfg = small(loss="ce", method="flow", t1=60.0, saves=31, reweight_from=5.0,
+                max_steps=8, rtol=1e-12, atol=1e-14)
+    result = simulate(cfg)
+    assert result.diverged
+    assert result.to_dict()["solver_status"] == "max_steps_reached"
+    tr = result.trajectory
+    assert np.isnan(tr.loss[-1]) and np.isfinite(tr.loss[0])

@@ -84,12 +84,7 @@ def minority_figure(collapse: dict, num_classes: int, path=None):
         ax.legend(fontsize=7)
     axes[0].set_ylabel("mean cosine between minority classes")
     fig.suptitle("minority collapse (Fang et al. 2021): ERM vs reweighting", fontsize=10)
-    fig.tight_layout()
-    if path is None:
-        return fig
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return None
+    return _saved(fig, path)
 
 
 def terminal_figure(weight_decays, labelled: dict, seli_ratio: float, path) -> None:
@@ -165,12 +160,7 @@ def decay_figure(weight_decays, labelled: dict, counts, parametrization: str, de
     ax.legend(fontsize=7)
     fig.suptitle(f"squared loss with weight decay ({parametrization}, depth {depth})",
                  fontsize=10)
-    fig.tight_layout()
-    if path is None:
-        return fig
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return None
+    return _saved(fig, path)
 
 
 def collapse_ratio_figure(collapse: dict, num_classes: int, path=None):
@@ -196,6 +186,14 @@ def collapse_ratio_figure(collapse: dict, num_classes: int, path=None):
            ylabel="mean cosine between minority classes", ylim=(-1.05, 1.05),
            title="minority collapse against the ratio (Fang et al. 2021)")
     ax.legend(fontsize=7)
+    return _saved(fig, path)
+
+
+def _saved(fig, path):
+    """Lay ``fig`` out, then save it to ``path`` and close it (returning None), or return it
+    when ``path`` is None (a notebook shows it)."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     if path is None:
         return fig

@@ -172,11 +172,13 @@ def balanced_chunk(largest: int, runs: int, num_devices: int) -> int:
     return min(largest, -(-size // num_devices) * num_devices)
 
 
-# On a CPU, a chunk's state should stay in cache: 84 W1 runs at once ran 2-3x slower than
-# chunks of 8 (benchmarks/run.py), and the cross-entropy W2 sweep took 18.9 s in chunks of
-# 4 runs per device against 30.1 s with 8 (2 devices, same process); a GPU wants the whole
-# budget.
-CPU_RUNS_PER_DEVICE = 4
+# On a CPU, a chunk's state should stay in cache (a core's L2): 84 W1 runs at once ran 2-3x
+# slower than chunks of 8 (benchmarks/run.py). On the 2-core benchmark CPU (2 MiB of L2 per
+# core, 2 devices, one process, warm, no compilation cache; docs/performance.md section 3)
+# 2 runs per device beat 4: W2 9.6-10.0 s against 13.7-13.8 s, W4 2.8 s against 6.2 s,
+# W1 1.40-1.43 s against 1.51 s; 1 run per device was slower again (W2 32 s: a chunk's
+# fixed cost, 42 chunks). A GPU wants the whole budget.
+CPU_RUNS_PER_DEVICE = 2
 
 # What one more compilation costs on a CPU, in flops of training it must save to pay for
 # itself (buckets="cost"): about 3 s of compiling a W2 chunk against about 60 GFLOP/s of
