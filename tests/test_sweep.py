@@ -384,8 +384,9 @@ def test_memory_budget_chooses_the_chunk():
     sw = sweep.make_sweep(Config(**BASE), AXES, seeds=2)
     run_bytes = sweep.plan(sw).run_bytes
     assert run_bytes == sweep.estimate_run_bytes(spec_of(sw.config(0)), 4, 48)
-    assert sweep.plan(sw, memory_budget=3 * run_bytes + 1).chunk_size == 3
-    assert sweep.plan(sw, memory_budget=3 * run_bytes, num_devices=2).chunk_size == 6
+    # under the CPU's cap of runs per device (CPU_RUNS_PER_DEVICE = 2)
+    assert sweep.plan(sw, memory_budget=2 * run_bytes - 1).chunk_size == 1
+    assert sweep.plan(sw, memory_budget=2 * run_bytes, num_devices=2).chunk_size == 4
     assert sweep.plan(sw, memory_budget=1).chunk_size == 1  # at least one run per device
     # a large budget: the whole sweep, except that a CPU caps the runs per device
     cap = sweep.CPU_RUNS_PER_DEVICE if jax.devices()[0].platform == "cpu" else sw.size
