@@ -23,7 +23,7 @@ from jaxtyping import Array, Bool, Float, PRNGKeyArray
 from . import losses, metrics, model, reduced, sampling
 from . import schedule as weight_schedule
 from .config import Config, ConfigError, Numeric, Spec, spec_of
-from .dynamics import discrete, flow
+from .dynamics import discrete
 from .io import to_json_value, write_json  # noqa: F401 - write_json is re-exported
 from .problem import Problem, class_counts_of, make_problem
 from .registry import LOSSES, METHODS, PARAMETRIZATIONS, SAMPLINGS
@@ -76,9 +76,10 @@ def numeric_of(cfg: Config, dtype=None, *, host: bool = False) -> Numeric:
                       for name, value in traced_values(cfg).items()})
 
 
-def problem_of(cfg: Config, n_pad: int | None = None) -> Problem:
-    """The label arrays of a configuration, optionally padded to ``n_pad`` examples."""
-    return make_problem(class_counts_of(cfg), n_pad)
+def problem_of(cfg: Config, n_pad: int | None = None, *, host: bool = False) -> Problem:
+    """The label arrays of a configuration, optionally padded to ``n_pad`` examples (numpy
+    arrays with ``host``)."""
+    return make_problem(class_counts_of(cfg), n_pad, host=host)
 
 
 def omega_of(spec: Spec, problem: Problem, numeric: Numeric) -> Float[Array, " k"]:
@@ -310,6 +311,8 @@ def flow_run(spec: Spec, numeric: Numeric, objective, observe, params0,
     term)`` (and takes the class weights in effect as a second argument); with a
     ``schedule`` the solve stops and restarts at each switch time. ``diverged_step`` is -1,
     or the number of accepted solver steps when the solve failed."""
+    from .dynamics import flow  # diffrax (0.4 s to import) only for a run that needs it
+
     grid = discrete.save_steps(spec.steps, spec.saves) / spec.steps
     if t1 is None:
         t1 = numeric.lr * spec.steps if numeric.t1 is None else numeric.t1
@@ -375,6 +378,8 @@ class Result:
 
 def flow_json(stats) -> dict:
     """JSON keys of a gradient-flow run's :class:`~ssm_jax.dynamics.flow.FlowStats`."""
+    from .dynamics import flow
+
     evals = int(stats.num_vf_evals)
     return {
         "solver_status": flow.STATUS[int(stats.status)],
@@ -406,6 +411,8 @@ def simulate(cfg: Config, key: PRNGKeyArray | None = None,
         if schedule is not None:
             dtype = jnp.asarray(0.0).dtype
             schedule = jax.tree.map(lambda a: jnp.asarray(a, dtype), schedule)
-        traj = trajectory_jit(spec_of(cfg), problem_of(cfg), numeric_of(cfg), key, schedule)
+        # Host (numpy) inputs: the jitted call transfers them, with no eager op to dispatch.
+        traj = trajectory_jit(spec_of(cfg), problem_of(cfg, host=True),
+                              numeric_of(cfg, host=True), key, schedule)
         traj = jax.tree.map(np.asarray, traj)
     return Result(config=cfg, class_counts=class_counts_of(cfg), trajectory=traj)

@@ -134,6 +134,18 @@ def test_most_refusals_import_no_numpy_either(argv):
     assert status == 2 and "numpy" not in modules
 
 
+def test_a_run_of_discrete_steps_imports_no_diffrax(tmp_path):
+    """diffrax, equinox and optimistix (0.4 s) are imported by a gradient-flow run only."""
+    status, modules, out, err = probe(["simulate", "--steps", "20", "--saves", "3"])
+    assert status in (0, None), err
+    assert "jax" in modules and "optax" in modules
+    assert not modules & {"diffrax", "equinox", "optimistix"}, modules
+    status, modules, out, err = probe(["simulate", "--method", "flow", "--steps", "20",
+                                       "--saves", "3"])
+    assert status in (0, None), err
+    assert "diffrax" in modules
+
+
 def test_bad_output_folder_exits_before_jax(tmp_path):
     (tmp_path / "file").write_text("")
     for command in ("demo", "meta", "geometry", "resampling", "digits"):
@@ -168,7 +180,8 @@ print(json.dumps({{"before": before, "names": names, "simulate": callable(ssm_ja
 
 
 @pytest.mark.parametrize("package", ["ssm_jax", "ssm_jax.sweep", "ssm_jax.meta",
-                                     "ssm_jax.plot", "ssm_jax.experiments.digits"])
+                                     "ssm_jax.plot", "ssm_jax.experiments.digits",
+                                     "ssm_jax.dynamics"])
 def test_lazy_packages_declare_exactly_their_public_names(package):
     module = importlib.import_module(package)
     declared = lazy.declared(module.__file__)

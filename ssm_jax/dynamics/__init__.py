@@ -5,6 +5,15 @@ The methods and solvers are declared in :mod:`ssm_jax.registry`
 is here.
 """
 
-from . import discrete, flow
+from typing import TYPE_CHECKING
+
+from .. import lazy
+
+if TYPE_CHECKING:
+    from . import discrete, flow
 
 __all__ = ["discrete", "flow"]
+
+# Imported when first used: ``flow`` imports diffrax, equinox and optimistix (about 0.4 s),
+# which a run of discrete steps never needs.
+__getattr__, __dir__ = lazy.attach(__name__, __file__)
