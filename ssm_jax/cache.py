@@ -1,7 +1,8 @@
 """The persistent compilation cache: compiled programs kept on disk between processes.
 
-Most of a default ``ssm-jax simulate`` is XLA compiling the trajectory (about 6 s of 7 s
-on a 2-core CPU); with the program read back from disk a second invocation skips it. The
+About half of a default ``ssm-jax simulate`` is XLA compiling the trajectory (1.4 s of
+2.6 s on a 2-core CPU); with the program read back from disk a second invocation skips it.
+(Single runs go one step further and skip tracing too: :mod:`ssm_jax.programs`.) The
 cache is JAX's own (``jax_compilation_cache_dir``); this module only chooses its folder
 and thresholds, once, when :mod:`ssm_jax` is imported. That is the one place every entry
 point (the command line, the Python API, sweeps, notebooks) passes through before it
@@ -40,7 +41,7 @@ ENV_VAR = "SSM_JAX_CACHE_DIR"
 #: Programs that compile faster than this are not written: reading an entry back costs a
 #: few milliseconds, about what compiling the small helper programs (dtype conversions,
 #: key setup: about 10 ms on a 2-core CPU) costs, while the programs worth keeping take
-#: seconds (the default trajectory: 6 s). JAX's own default, 1 s, would miss the smaller
+#: seconds (the default trajectory: 1.4 s). JAX's own default, 1 s, would miss the smaller
 #: trajectories on a fast machine.
 MIN_COMPILE_TIME_SECS = 0.1
 

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
-from . import losses, metrics, model, reduced, sampling
+from . import losses, metrics, model, programs, reduced, sampling
 from . import schedule as weight_schedule
 from .config import Config, ConfigError, Numeric, Spec, spec_of
 from .dynamics import discrete
@@ -412,7 +412,10 @@ def simulate(cfg: Config, key: PRNGKeyArray | None = None,
             dtype = jnp.asarray(0.0).dtype
             schedule = jax.tree.map(lambda a: jnp.asarray(a, dtype), schedule)
         # Host (numpy) inputs: the jitted call transfers them, with no eager op to dispatch.
-        traj = trajectory_jit(spec_of(cfg), problem_of(cfg, host=True),
-                              numeric_of(cfg, host=True), key, schedule)
+        # The compiled trajectory is loaded from the program store when this process or an
+        # earlier one compiled it (ssm_jax.programs), without tracing it again.
+        traj = programs.call("trajectory", trajectory_jit, spec_of(cfg),
+                             problem_of(cfg, host=True), numeric_of(cfg, host=True), key,
+                             schedule)
         traj = jax.tree.map(np.asarray, traj)
     return Result(config=cfg, class_counts=class_counts_of(cfg), trajectory=traj)

@@ -104,11 +104,15 @@ def test_shared_corrupted_and_unusable_caches_give_identical_results(tmp_path):
     assert any(p.name.startswith("jit_trajectory") for p in entries)
     (warm,), (err,) = simulate_in_subprocesses(tmp_path, "warm", str(folder))
     assert warm == first and "cache" not in err.lower()
-    # Corrupted entries: JAX warns and compiles.
-    for entry in entries:
+    # Corrupted entries, of JAX's cache and of the program store (ssm_jax.programs): each
+    # warns, and the trajectory is compiled again.
+    stored = list((folder / "programs").iterdir())
+    assert len(stored) == 1 and stored[0].name.startswith("trajectory-")
+    for entry in [*entries, *stored]:
         entry.write_bytes(b"not a compiled program" + entry.read_bytes()[:-100])
     (corrupted,), (err,) = simulate_in_subprocesses(tmp_path, "corrupt", str(folder))
     assert corrupted == first
+    assert "the stored program" in err and "could not be loaded" in err
     assert "Error reading persistent compilation cache entry for 'jit_trajectory'" in err
     # A folder that cannot be created: ssm-jax warns once and compiles without a cache.
     (tmp_path / "file").write_text("")
