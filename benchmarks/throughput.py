@@ -12,7 +12,7 @@ about 5 minutes).
 
 A point is the paper sweep (7 ratios x 3 gammas) with as many seeds as give its number of
 runs (84 = 4 seeds ... 100,002 = 4,762 seeds), run by ``sweep.run`` with its defaults (an
-in-memory Dataset; chunks: on a CPU 4 runs per device, on a GPU as many as fit its memory)
+in-memory Dataset; chunks: on a CPU 2 runs per device, on a GPU as many as fit its memory)
 except one padded n per sweep (``buckets=1``, so that a point compiles one program). Each
 point is compiled first on a smaller sweep of the same shapes (chunk size included), then
 timed warm (the fastest of ``--reps``; once above 10,080 runs), host work included:
