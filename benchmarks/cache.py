@@ -17,7 +17,6 @@ from which the docs' performance page is built.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -27,7 +26,6 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-RESULTS = os.path.join(HERE, "results")
 SSM_JAX = [sys.executable, "-m", "ssm_jax"]
 # A W1-shaped sweep (squared loss, 12 ratio x gamma points, 2 seeds), repeated to a new file.
 SWEEP = ["sweep", "--ratio", "1,2,5,10", "--weighting", "power", "--gamma", "0,0.5,1",
@@ -110,11 +108,9 @@ def main(argv: list[str] | None = None) -> None:
         spread = lambda xs: f"{min(xs):.2f} [{max(xs):.2f}]"  # noqa: E731
         print(f"{name:>10} {spread(row['cold_s']):>16} {spread(row['warm_s']):>16} "
               f"{row['warm_over_cold']:>10.2f}", flush=True)
-    os.makedirs(RESULTS, exist_ok=True)
-    path = os.path.join(RESULTS, "cache.json")
-    with open(path, "w") as f:
-        json.dump(results, f, indent=2)
-    print(f"wrote {path}")
+    import results_file
+
+    print(f"wrote {results_file.save_raw('cache', results)}")
     if args.publish:
         publish(results, args.only.split(","))
 

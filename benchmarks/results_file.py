@@ -47,6 +47,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PATH = os.path.join(ROOT, "docs", "data", "benchmarks.json")
+#: Raw measurements (every repetition), one ``<name>.json`` per script; not committed.
+RAW = os.path.join(ROOT, "benchmarks", "results")
 README = os.path.join(ROOT, "README.md")
 SCHEMA = 1
 REQUIRED = {"title": str, "command": str, "commit": str, "date": str, "machine": str}
@@ -156,6 +158,21 @@ def write_section(name: str, section: dict, path: str | None = None) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(dumps(data) + "\n")
     os.replace(tmp, path)
+
+
+def raw_path(name: str) -> str:
+    """``benchmarks/results/<name>.json``, the raw measurements of a script."""
+    return os.path.join(RAW, name + ".json")
+
+
+def save_raw(name: str, results: dict) -> str:
+    """Write a script's raw measurements to :func:`raw_path` (numpy numbers as floats);
+    returns the path."""
+    os.makedirs(RAW, exist_ok=True)
+    path = raw_path(name)
+    with open(path, "w") as f:
+        json.dump(json.loads(json.dumps(results, default=float)), f, indent=1)
+    return path
 
 
 def dumps(value, indent: int = 0) -> str:

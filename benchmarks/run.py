@@ -60,7 +60,6 @@ from common import block, median_time, spread, timed  # noqa: E402
 
 from ssm_jax import reduced, sweep  # noqa: E402
 
-RESULTS = os.path.join(HERE, "results")
 WORKLOADS = ("w1", "w2", "w3", "w4")
 PARTS = ("roofline", *WORKLOADS, "cuts", "scaling")
 NAMES = {"w1": "W1 squared loss, GD (reduced)", "w2": "W2 cross-entropy, GD",
@@ -699,8 +698,8 @@ def main(argv=None) -> int:
     unknown = set(parts) - set(PARTS)
     if unknown:
         parser.error(f"unknown parts {sorted(unknown)}; parts are {', '.join(PARTS)}")
-    os.makedirs(RESULTS, exist_ok=True)
-    path = os.path.join(RESULTS, f"run-{args.label}.json" if args.label else "run.json")
+    name = f"run-{args.label}" if args.label else "run"
+    path = results_file.raw_path(name)
     results = {}
     if os.path.exists(path):  # keep parts measured earlier (e.g. --only w3)
         with open(path) as f:
@@ -717,15 +716,15 @@ def main(argv=None) -> int:
         if key in parts:
             print(f"{key} ...", file=sys.stderr)
             results[key] = workload(key, args, peak)
-            save(results, path)
+            results_file.save_raw(name, results)
     if "cuts" in parts:
         print("cuts ...", file=sys.stderr)
         results["cuts"] = cuts(args)
     if "scaling" in parts:
         print("scaling ...", file=sys.stderr)
         results["scaling"] = scaling(args)
-        plot_scaling(results["scaling"], os.path.join(RESULTS, "scaling.png"))
-    save(results, path)
+        plot_scaling(results["scaling"], os.path.join(results_file.RAW, "scaling.png"))
+    results_file.save_raw(name, results)
     for table in (workloads_table(results), warm_cache_table(results), cuts_table(results)):
         if table and table["rows"]:
             print(markdown_table(table), file=sys.stderr)
@@ -740,11 +739,6 @@ def markdown_table(table: dict) -> str:
     lines = ["| " + " | ".join(table["columns"]) + " |", "|" + " --- |" * len(table["columns"])]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in table["rows"]]
     return "\n".join(["", table.get("caption", ""), "", *lines, ""])
-
-
-def save(results: dict, path: str) -> None:
-    with open(path, "w") as f:
-        json.dump(json.loads(json.dumps(results, default=float)), f, indent=1)
 
 
 if __name__ == "__main__":

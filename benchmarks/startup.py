@@ -18,7 +18,6 @@ writes ``benchmarks/results/startup.json`` (every run), prints a table and, unle
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource
@@ -28,7 +27,6 @@ import subprocess
 import sys
 import time
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 TARGET = 10.0  # times the bare interpreter's start-up
 
 # (label, arguments of ssm-jax, expected exit status)
@@ -120,11 +118,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"slowest case: {max(r['ratio'] for r in others):.1f}x the bare interpreter's wall "
           f"time, {max(r['cpu_ratio'] for r in others):.1f}x its CPU time (target: under "
           f"{TARGET:.0f}x)")
-    os.makedirs(RESULTS, exist_ok=True)
-    path = os.path.join(RESULTS, "startup.json")
-    with open(path, "w") as f:
-        json.dump(results, f, indent=2)
-    print(f"wrote {path}")
+    import results_file
+
+    print(f"wrote {results_file.save_raw('startup', results)}")
     if args.publish:
         publish(results)
 

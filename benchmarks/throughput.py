@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import sys
 import time
@@ -63,7 +62,6 @@ from common import POINTS, SAVE_EVERY, timed  # noqa: E402
 from ssm_jax import reduced, sweep  # noqa: E402
 from ssm_jax.problem import make_problem  # noqa: E402
 
-RESULTS = os.path.join(HERE, "results")
 SEEDS = [4, 16, 48, 160, 476, 1600, 4762]  # 84 ... 100,002 runs
 QUICK_SEEDS = [4, 16]
 LOSS = {"w1": "mse", "w2": "ce"}
@@ -356,10 +354,8 @@ def main(argv=None) -> int:
                "date": time.strftime("%Y-%m-%d"), "args": vars(args)}
     if args.compare_precision:
         results["precision"] = compare_precision(args)
-    os.makedirs(RESULTS, exist_ok=True)
     name = f"throughput-{args.label}" if args.label else "throughput"
-    with open(os.path.join(RESULTS, name + ".json"), "w") as f:
-        json.dump(json.loads(json.dumps(results, default=float)), f, indent=1)
+    results_file.save_raw(name, results)
     tables = {"points": points_table(rows), "saturation": saturation_table(
         results["saturation"])}
     if margins:
