@@ -54,10 +54,10 @@ def run(args) -> int:
                                 sampler=args.sampler, progress=True)
     print_table(result)
     os.makedirs(args.out, exist_ok=True)
-    write_json(to_json_value({**result, "config": cfg.to_dict()}),
-               os.path.join(args.out, "resampling.json"))
+    path = os.path.join(args.out, "resampling.json")
+    write_json(to_json_value({**result, "config": cfg.to_dict()}), path)
     resampling_figure(result, os.path.join(args.out, "resampling.png"))
-    print(f"wrote {os.path.join(args.out, 'resampling.json')} and resampling.png")
+    print(f"wrote {path} and resampling.png")
     if any(row["diverged"] > 0 for rows in result["arms"].values() for row in rows):
         print("ssm-jax resampling: some runs diverged (the 'diverged' fractions)")
         return EXIT_DIVERGED
